@@ -1,0 +1,1 @@
+"""Backends: how a model file is loaded and executed (onnxruntime, ...)."""

@@ -1,0 +1,201 @@
+"""ONNX Runtime backend: one InferenceSession per instance; config auto-completion from the graph."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from modelport.backends.base import ExecuteResult, InstancePlacement
+from modelport.config.settings import ServerSettings
+from modelport.config.spec import ModelSpec
+from modelport.errors import InternalError, InvalidInput, ModelportError
+from modelport.protocol import ModelConfigProto, model_config_pb2
+from modelport.tensor.records import InferRequest
+
+log = logging.getLogger(__name__)
+
+_ORT_TO_CONFIG = {
+    "tensor(bool)": "TYPE_BOOL",
+    "tensor(uint8)": "TYPE_UINT8",
+    "tensor(uint16)": "TYPE_UINT16",
+    "tensor(uint32)": "TYPE_UINT32",
+    "tensor(uint64)": "TYPE_UINT64",
+    "tensor(int8)": "TYPE_INT8",
+    "tensor(int16)": "TYPE_INT16",
+    "tensor(int32)": "TYPE_INT32",
+    "tensor(int64)": "TYPE_INT64",
+    "tensor(float16)": "TYPE_FP16",
+    "tensor(float)": "TYPE_FP32",
+    "tensor(double)": "TYPE_FP64",
+    "tensor(string)": "TYPE_STRING",
+    "tensor(bfloat16)": "TYPE_BF16",
+}
+
+_GRAPH_LEVELS = {
+    -1: ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    0: ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    1: ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+class OnnxRuntimeBackend:
+    """Serves `model.onnx` files with onnxruntime."""
+
+    name = "onnxruntime"
+
+    def auto_complete(self, config: ModelConfigProto, model_path: Path, settings: ServerSettings) -> None:
+        if config.input and config.output:
+            log.info(
+                "skipping model configuration auto-complete for '%s': inputs and outputs already specified",
+                config.name,
+            )
+            return
+        session = _open_session(model_path, ort.SessionOptions(), ["CPUExecutionProvider"])
+        graph_inputs, graph_outputs = session.get_inputs(), session.get_outputs()
+        can_batch = all(_first_dim_dynamic(t.shape) for t in [*graph_inputs, *graph_outputs])
+        if can_batch and config.max_batch_size == 0:
+            config.max_batch_size = settings.default_max_batch_size(self.name)
+            log.warning(
+                "autofilled max_batch_size to %d for model '%s' since batching is supported but no "
+                "max_batch_size is specified in model configuration",
+                config.max_batch_size,
+                config.name,
+            )
+        if not can_batch and config.max_batch_size != 0:
+            raise InvalidInput(
+                f"autofill failed for model '{config.name}': model does not support batching while "
+                f"non-zero max_batch_size is specified"
+            )
+        scheduled = config.HasField("dynamic_batching") or config.HasField("sequence_batching")
+        if can_batch and config.max_batch_size > 1 and not scheduled:
+            config.dynamic_batching.SetInParent()
+        if not config.input:
+            for t in graph_inputs:
+                _fill_tensor(config.input.add(), t, config.max_batch_size)
+        if not config.output:
+            for t in graph_outputs:
+                _fill_tensor(config.output.add(), t, config.max_batch_size)
+
+    def create_instance(
+        self, spec: ModelSpec, model_path: Path, placement: InstancePlacement
+    ) -> OnnxRuntimeInstance:
+        options, providers = session_settings(spec, placement)
+        session = _open_session(model_path, options, providers)
+        return OnnxRuntimeInstance(spec, session)
+
+
+def session_settings(spec: ModelSpec, placement: InstancePlacement) -> tuple[ort.SessionOptions, list[Any]]:
+    """Session options from config `parameters` and `optimization`, and the execution providers."""
+    params = spec.parameters
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(params.get("intra_op_thread_count", placement.threads) or 0)
+    options.inter_op_num_threads = int(params.get("inter_op_thread_count", 1) or 0)
+    if params.get("execution_mode") == "1":
+        options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+    if params.get("enable_mem_arena") == "0":
+        options.enable_cpu_mem_arena = False
+    spinning = params.get("allow_spinning", "0" if placement.threads < (os.cpu_count() or 1) else "1")
+    options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+    level = spec.proto.optimization.graph.level
+    options.graph_optimization_level = _GRAPH_LEVELS.get(level, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    if placement.device_id is None:
+        return options, ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise InternalError(
+            f"instance group '{placement.group.name}' of model '{spec.name}' asks for KIND_GPU, but "
+            f"onnxruntime has no CUDA execution provider here (install onnxruntime-gpu on a GPU machine, "
+            f"or use KIND_CPU)"
+        )
+    cuda = ("CUDAExecutionProvider", {"device_id": placement.device_id})
+    return options, [cuda, "CPUExecutionProvider"]
+
+
+class OnnxRuntimeInstance:
+    """One InferenceSession; concatenates a batch once and splits outputs back as views."""
+
+    def __init__(self, spec: ModelSpec, session: ort.InferenceSession) -> None:
+        self._session = session
+        self._batching = spec.max_batch_size > 0
+        self._output_names = [o.name for o in session.get_outputs()]
+        string_inputs = {i.name for i in session.get_inputs() if i.type == "tensor(string)"}
+        self._string_inputs = string_inputs
+
+    def execute(self, requests: Sequence[InferRequest]) -> ExecuteResult:
+        try:
+            feeds = self._feeds(requests)
+            outputs = self._session.run(self._output_names, feeds)
+        except ModelportError as exc:
+            return [exc] * len(requests)
+        except Exception as exc:  # onnxruntime raises its own pybind exception types
+            return [InternalError(f"onnx runtime error: {exc}")] * len(requests)
+        return self._split(requests, outputs)
+
+    def close(self) -> None:
+        del self._session
+
+    def _feeds(self, requests: Sequence[InferRequest]) -> dict[str, np.ndarray]:
+        if len(requests) == 1:
+            return {i.name: self._prepare(i.name, i.data) for i in requests[0].inputs}
+        names = [i.name for i in requests[0].inputs]
+        by_request = [{i.name: i.data for i in r.inputs} for r in requests]
+        return {
+            name: self._prepare(name, np.concatenate([inputs[name] for inputs in by_request]))
+            for name in names
+        }
+
+    def _prepare(self, name: str, data: np.ndarray) -> np.ndarray:
+        if name in self._string_inputs:
+            return np.vectorize(_as_text, otypes=[object])(data) if data.size else data
+        return data
+
+    def _split(self, requests: Sequence[InferRequest], outputs: list[Any]) -> ExecuteResult:
+        if len(requests) == 1:
+            return [dict(zip(self._output_names, outputs))]
+        results: ExecuteResult = []
+        start = 0
+        for request in requests:
+            end = start + request.batch_size
+            results.append({name: out[start:end] for name, out in zip(self._output_names, outputs)})
+            start = end
+        return results
+
+
+def _as_text(value: object) -> object:
+    return value.decode("utf-8", errors="surrogateescape") if isinstance(value, bytes) else value
+
+
+def _open_session(model_path: Path, options: ort.SessionOptions, providers: list[Any]) -> ort.InferenceSession:
+    try:
+        return ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
+    except Exception as exc:  # onnxruntime's own exception types
+        raise InternalError(f"failed to load ONNX model '{model_path}': {exc}") from None
+
+
+def _first_dim_dynamic(shape: Sequence[Any]) -> bool:
+    if not shape:
+        return False
+    first = shape[0]
+    return not isinstance(first, int) or first < 0
+
+
+def _fill_tensor(target: Any, source: Any, max_batch_size: int) -> None:
+    target.name = source.name
+    config_type = _ORT_TO_CONFIG.get(source.type)
+    if config_type is None:
+        raise InvalidInput(f"unsupported ONNX type {source.type} for tensor '{source.name}'")
+    target.data_type = model_config_pb2.DataType.Value(config_type)
+    dims = [d if isinstance(d, int) and d >= 0 else -1 for d in source.shape]
+    if max_batch_size > 0:
+        dims = dims[1:]
+    if not dims:
+        target.dims.append(1)
+        if max_batch_size > 0:
+            target.reshape.SetInParent()
+    else:
+        target.dims.extend(dims)

@@ -1,0 +1,1 @@
+"""Wire formats <-> InferRequest/InferResponse: pure functions, no server state."""

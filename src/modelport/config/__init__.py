@@ -1,0 +1,1 @@
+"""Server settings and model configuration (config.pbtxt): parse, complete, validate, describe."""

@@ -1,0 +1,169 @@
+"""ModelSpec: the completed, validated model configuration as plain frozen records.
+
+Built once when a model loads; the request path reads these instead of the protobuf message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from modelport.protocol import ModelConfigProto, model_config_pb2
+from modelport.tensor import datatype
+from modelport.tensor.datatype import DataType
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSpec:
+    name: str
+    datatype: DataType
+    dims: tuple[int, ...]
+    reshape: tuple[int, ...] | None = None
+    optional: bool = False
+    is_shape_tensor: bool = False
+    allow_ragged_batch: bool = False
+    label_filename: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePolicySpec:
+    timeout_action: str = "REJECT"  # or "DELAY"
+    default_timeout_us: int = 0
+    allow_timeout_override: bool = False
+    max_queue_size: int = 0  # 0 = unbounded (bounded by the server-wide cap)
+
+
+@dataclass(frozen=True, slots=True)
+class DynamicBatchingSpec:
+    preferred_batch_sizes: tuple[int, ...] = ()
+    max_queue_delay_us: int = 0
+    preserve_ordering: bool = False
+    priority_levels: int = 0
+    default_priority_level: int = 0
+    default_queue_policy: QueuePolicySpec = QueuePolicySpec()
+    priority_queue_policy: dict[int, QueuePolicySpec] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceGroupSpec:
+    name: str
+    kind: str  # "KIND_CPU" | "KIND_GPU" | "KIND_MODEL"
+    count: int
+    gpus: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class VersionPolicySpec:
+    kind: str  # "latest" | "all" | "specific"
+    num_versions: int = 1
+    versions: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """Everything the server needs to know about one model, decided at load time."""
+
+    name: str
+    platform: str
+    backend: str
+    max_batch_size: int
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    instance_groups: tuple[InstanceGroupSpec, ...]
+    version_policy: VersionPolicySpec
+    default_model_filename: str
+    parameters: dict[str, str]
+    dynamic_batching: DynamicBatchingSpec | None
+    decoupled: bool
+    proto: ModelConfigProto
+
+    @property
+    def metadata_platform(self) -> str:
+        """What model metadata reports as `platform`: the platform, else the backend."""
+        return self.platform or self.backend
+
+    def input(self, name: str) -> TensorSpec | None:
+        return next((t for t in self.inputs if t.name == name), None)
+
+    def output(self, name: str) -> TensorSpec | None:
+        return next((t for t in self.outputs if t.name == name), None)
+
+    @property
+    def instance_count(self) -> int:
+        return sum(group.count for group in self.instance_groups)
+
+
+def _tensor(t: model_config_pb2.ModelInput | model_config_pb2.ModelOutput) -> TensorSpec:
+    config_name = model_config_pb2.DataType.Name(t.data_type)
+    return TensorSpec(
+        name=t.name,
+        datatype=datatype.BY_CONFIG_NAME[config_name],
+        dims=tuple(t.dims),
+        reshape=tuple(t.reshape.shape) if t.HasField("reshape") else None,
+        optional=getattr(t, "optional", False),
+        is_shape_tensor=t.is_shape_tensor,
+        allow_ragged_batch=getattr(t, "allow_ragged_batch", False),
+        label_filename=getattr(t, "label_filename", ""),
+    )
+
+
+def _queue_policy(policy: model_config_pb2.ModelQueuePolicy) -> QueuePolicySpec:
+    return QueuePolicySpec(
+        timeout_action=model_config_pb2.ModelQueuePolicy.TimeoutAction.Name(policy.timeout_action),
+        default_timeout_us=policy.default_timeout_microseconds,
+        allow_timeout_override=policy.allow_timeout_override,
+        max_queue_size=policy.max_queue_size,
+    )
+
+
+def _dynamic_batching(config: ModelConfigProto) -> DynamicBatchingSpec | None:
+    if not config.HasField("dynamic_batching"):
+        return None
+    db = config.dynamic_batching
+    return DynamicBatchingSpec(
+        preferred_batch_sizes=tuple(sorted(db.preferred_batch_size)),
+        max_queue_delay_us=db.max_queue_delay_microseconds,
+        preserve_ordering=db.preserve_ordering,
+        priority_levels=db.priority_levels,
+        default_priority_level=db.default_priority_level,
+        default_queue_policy=_queue_policy(db.default_queue_policy),
+        priority_queue_policy={int(k): _queue_policy(v) for k, v in db.priority_queue_policy.items()},
+    )
+
+
+def _version_policy(config: ModelConfigProto) -> VersionPolicySpec:
+    policy = config.version_policy
+    which = policy.WhichOneof("policy_choice")
+    if which == "all":
+        return VersionPolicySpec("all")
+    if which == "specific":
+        return VersionPolicySpec("specific", versions=tuple(policy.specific.versions))
+    num = policy.latest.num_versions if which == "latest" else 1
+    return VersionPolicySpec("latest", num_versions=num)
+
+
+def build_spec(config: ModelConfigProto) -> ModelSpec:
+    """Derive the plain records from a completed and validated config."""
+    groups = tuple(
+        InstanceGroupSpec(
+            name=g.name,
+            kind=model_config_pb2.ModelInstanceGroup.Kind.Name(g.kind),
+            count=g.count,
+            gpus=tuple(g.gpus),
+        )
+        for g in config.instance_group
+    )
+    return ModelSpec(
+        name=config.name,
+        platform=config.platform,
+        backend=config.backend,
+        max_batch_size=config.max_batch_size,
+        inputs=tuple(_tensor(t) for t in config.input),
+        outputs=tuple(_tensor(t) for t in config.output),
+        instance_groups=groups,
+        version_policy=_version_policy(config),
+        default_model_filename=config.default_model_filename,
+        parameters={k: v.string_value for k, v in config.parameters.items()},
+        dynamic_batching=_dynamic_batching(config),
+        decoupled=config.model_transaction_policy.decoupled,
+        proto=config,
+    )

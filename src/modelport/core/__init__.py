@@ -1,0 +1,1 @@
+"""The server core: the InferenceServer facade every frontend uses, and request validation."""

@@ -1,0 +1,1 @@
+"""Network frontends: HTTP/REST and gRPC, thin layers over the InferenceServer."""

@@ -1,0 +1,1 @@
+"""HTTP/REST frontend (KServe v2 + Triton extensions) as an ASGI app."""

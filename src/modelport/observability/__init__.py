@@ -1,0 +1,1 @@
+"""Observability: logging now; metrics, statistics and tracing as they land."""

@@ -1,0 +1,87 @@
+"""Builds a model's completed, validated configuration from its folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelport.backends.registry import BackendRegistry
+from modelport.config import completion, model_config, validation
+from modelport.config.settings import ServerSettings
+from modelport.config.spec import ModelSpec, build_spec
+from modelport.errors import InvalidInput
+from modelport.protocol import ModelConfigProto
+from modelport.repository.source import ModelFolder
+
+
+@dataclass(frozen=True, slots=True)
+class ConfiguredModel:
+    """A model's spec plus what was read beside it (labels files)."""
+
+    spec: ModelSpec
+    labels: dict[str, list[str]]
+
+
+def configure_model(
+    folder: ModelFolder,
+    settings: ServerSettings,
+    backends: BackendRegistry,
+    *,
+    override: ModelConfigProto | None = None,
+    gpu_count: int = 0,
+) -> ConfiguredModel:
+    """Read (or take) the config, complete it, validate it and load its labels files."""
+    source = str(folder.config_path)
+    config = _read_config(folder, settings, override)
+    if not config.name:
+        config.name = folder.name
+    elif config.name != folder.name:
+        raise InvalidInput(
+            f"unexpected directory name '{folder.name}' for model '{config.name}', "
+            f"directory name must equal model name"
+        )
+    completion.resolve_backend(config, folder.path, list(folder.versions.values()))
+    if settings.auto_complete_config and config.platform != "ensemble":
+        model_file = _first_model_file(folder, config)
+        if model_file is not None:
+            backends.get(config.backend).auto_complete(config, model_file, settings)
+    completion.apply_defaults(config, gpu_count=gpu_count)
+    validation.validate(config, source)
+    spec = build_spec(config)
+    return ConfiguredModel(spec=spec, labels=_read_labels(folder.path, spec))
+
+
+def _read_config(folder: ModelFolder, settings: ServerSettings, override: ModelConfigProto | None) -> ModelConfigProto:
+    if override is not None:
+        config = ModelConfigProto()
+        config.CopyFrom(override)
+        return config
+    if folder.config_path.is_file():
+        text = folder.config_path.read_text(encoding="utf-8")
+        return model_config.parse_pbtxt(text, str(folder.config_path))
+    if not settings.auto_complete_config:
+        raise InvalidInput(
+            f"model '{folder.name}' has no {folder.config_path.name} and auto-complete is disabled "
+            f"(--disable-auto-complete-config)"
+        )
+    return ModelConfigProto()
+
+
+def _first_model_file(folder: ModelFolder, config: ModelConfigProto) -> Path | None:
+    for _, version_dir in sorted(folder.versions.items(), key=lambda item: str(item[0])):
+        candidate = version_dir / config.default_model_filename
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _read_labels(model_dir: Path, spec: ModelSpec) -> dict[str, list[str]]:
+    labels: dict[str, list[str]] = {}
+    for output in spec.outputs:
+        if not output.label_filename:
+            continue
+        path = model_dir / output.label_filename
+        if not path.is_file():
+            raise InvalidInput(f"label file '{path}' of output '{output.name}' of model '{spec.name}' is missing")
+        labels[output.name] = path.read_text(encoding="utf-8").splitlines()
+    return labels

@@ -1,0 +1,1 @@
+"""Scheduling: how requests reach model instances (direct, dynamic batching) and the instance pool."""

@@ -1,0 +1,23 @@
+"""The Scheduler interface every per-model scheduler implements."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from modelport.tensor.records import InferRequest
+
+Outputs = dict[str, np.ndarray]
+
+
+class Scheduler(Protocol):
+    """Admits validated requests for one model version and resolves each with its outputs."""
+
+    async def submit(self, request: InferRequest) -> Outputs:
+        """Queue `request`, wait for its execution, and return its outputs (or raise its error)."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop admitting; fail what is still queued; release the instances."""
+        ...
