@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from modelport.config.spec import ModelSpec
+from modelport.observability.stats import ModelStats
 from modelport.scheduling.base import Scheduler
 
 
@@ -16,6 +17,7 @@ class ServedModel:
     version: int
     scheduler: Scheduler
     labels: dict[str, list[str]] = field(default_factory=dict)
+    stats: ModelStats = field(default_factory=ModelStats)
     inflight: int = 0
 
     @property

@@ -25,6 +25,8 @@ EXTENSIONS = (
     "model_configuration",
     "binary_tensor_data",
     "parameters",
+    "statistics",
+    "schedule_policy",
 )
 
 
@@ -85,6 +87,21 @@ class InferenceServer:
 
     def model_config_json(self, name: str, version: str = "") -> dict[str, Any]:
         return to_json_dict(self.model_config(name, version))
+
+    def model_statistics(self, name: str = "", version: str = "") -> dict[str, Any]:
+        """Triton's statistics JSON for one version, every READY version of a model, or all models."""
+        if not name:
+            served = self._manager.served_versions()
+        elif version:
+            try:
+                served = [self._manager.acquire(name, version)]
+            except (ModelNotFound, ModelUnavailable):
+                raise InvalidInput(f"requested model version is not available for model '{name}'") from None
+        else:
+            served = self._manager.served_versions(name)
+            if not served:
+                raise InvalidInput(f"requested model '{name}' is not available")
+        return {"model_stats": [m.stats.to_json(m.name, str(m.version)) for m in served]}
 
     # --- repository ----------------------------------------------------------------------
     def repository_index(self, ready_only: bool = False) -> list[IndexEntry]:

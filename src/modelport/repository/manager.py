@@ -13,6 +13,7 @@ from modelport.config.settings import ServerSettings
 from modelport.config.spec import ModelSpec
 from modelport.core.model import ServedModel
 from modelport.errors import ModelNotFound, ModelportError, ModelUnavailable, Unsupported
+from modelport.observability.stats import ModelStats
 from modelport.repository.configure import ConfiguredModel, configure_model
 from modelport.repository.lifecycle import IndexEntry, ModelState
 from modelport.repository.source import ModelFolder, scan_repositories
@@ -100,7 +101,9 @@ class ModelRepositoryManager:
             log.error("failed to load '%s' version %d: %s", name, version, exc.message)
             record.versions[version] = VersionRecord(ModelState.UNAVAILABLE, exc.message)
             return
-        served = ServedModel(configured.spec, version, create_scheduler(configured.spec, pool), configured.labels)
+        stats = ModelStats()
+        scheduler = create_scheduler(configured.spec, pool, stats)
+        served = ServedModel(configured.spec, version, scheduler, configured.labels, stats)
         record.versions[version] = VersionRecord(ModelState.READY, served=served)
         log.info("successfully loaded '%s' version %d", name, version)
 
@@ -142,7 +145,7 @@ class ModelRepositoryManager:
             raise ModelNotFound(f"Request for unknown model: '{name}' is not found")
         if version:
             entry = record.versions.get(int(version)) if version.isdigit() else None
-            if entry is None or entry.state is ModelState.UNAVAILABLE and entry.reason == "unloaded":
+            if entry is None or (entry.state is ModelState.UNAVAILABLE and entry.reason == "unloaded"):
                 raise ModelNotFound(f"Request for unknown model: '{name}' version {version} is not found")
             if entry.served is None:
                 raise ModelUnavailable(f"Request for unknown model: '{name}' version {version} is not at ready state")
@@ -153,6 +156,20 @@ class ModelRepositoryManager:
         served = record.versions[ready[-1]].served
         assert served is not None
         return served
+
+    def served_versions(self, name: str = "") -> list[ServedModel]:
+        """Every READY version (of one model, or of all), sorted by name then version."""
+        names = [name] if name else sorted(self._models)
+        found: list[ServedModel] = []
+        for model in names:
+            record = self._models.get(model)
+            if record is None:
+                continue
+            for version in sorted(record.versions):
+                served = record.versions[version].served
+                if served is not None:
+                    found.append(served)
+        return found
 
     def ready_versions(self, name: str) -> list[int]:
         record = self._models.get(name)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from modelport.backends.base import ExecuteResult, ModelInstance
+from modelport.observability.stats import ExecutionTiming
 from modelport.tensor.records import InferRequest
 
 
@@ -42,14 +44,16 @@ class InstancePool:
         except asyncio.QueueEmpty:
             return None
 
-    async def execute(self, instance: ModelInstance, requests: Sequence[InferRequest]) -> ExecuteResult:
+    async def execute(
+        self, instance: ModelInstance, requests: Sequence[InferRequest]
+    ) -> tuple[ExecuteResult, ExecutionTiming]:
         """Run one batch on an acquired `instance`'s thread; the instance turns idle when it finishes.
 
         The instance is released when the execution really ends, even if the awaiting caller is
         cancelled first, so an instance never runs two batches at once.
         """
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executors[id(instance)], instance.execute, requests)
+        future = loop.run_in_executor(self._executors[id(instance)], _timed_execute, instance, requests)
         future.add_done_callback(lambda _: self._idle.put_nowait(instance))
         return await asyncio.shield(future)
 
@@ -60,3 +64,12 @@ class InstancePool:
             executor.submit(inst.close).result()
             executor.shutdown(wait=True)
         self._instances.clear()
+
+
+def _timed_execute(instance: ModelInstance, requests: Sequence[InferRequest]) -> tuple[ExecuteResult, ExecutionTiming]:
+    """Execute and time a batch; instances that time their phases expose `last_timing`."""
+    start = time.perf_counter_ns()
+    results = instance.execute(requests)
+    elapsed = time.perf_counter_ns() - start
+    timing = getattr(instance, "last_timing", None)
+    return results, timing if isinstance(timing, ExecutionTiming) else ExecutionTiming(infer_ns=elapsed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from modelport.backends.base import ExecuteResult, InstancePlacement
 from modelport.config.settings import ServerSettings
 from modelport.config.spec import ModelSpec
 from modelport.errors import InternalError, InvalidInput, ModelportError
+from modelport.observability.stats import ExecutionTiming
 from modelport.protocol import ModelConfigProto, model_config_pb2
 from modelport.tensor.records import InferRequest
 
@@ -125,16 +127,22 @@ class OnnxRuntimeInstance:
         self._output_names = [o.name for o in session.get_outputs()]
         string_inputs = {i.name for i in session.get_inputs() if i.type == "tensor(string)"}
         self._string_inputs = string_inputs
+        self.last_timing: ExecutionTiming | None = None
 
     def execute(self, requests: Sequence[InferRequest]) -> ExecuteResult:
+        start = time.perf_counter_ns()
         try:
             feeds = self._feeds(requests)
+            gathered = time.perf_counter_ns()
             outputs = self._session.run(self._output_names, feeds)
         except ModelportError as exc:
             return [exc] * len(requests)
         except Exception as exc:  # onnxruntime raises its own pybind exception types
             return [InternalError(f"onnx runtime error: {exc}")] * len(requests)
-        return self._split(requests, outputs)
+        ran = time.perf_counter_ns()
+        results = self._split(requests, outputs)
+        self.last_timing = ExecutionTiming(gathered - start, ran - gathered, time.perf_counter_ns() - ran)
+        return results
 
     def close(self) -> None:
         del self._session

@@ -28,6 +28,7 @@ def _model_routes(prefix: str) -> list[Route]:
         Route(prefix + "/ready", h.model_ready, methods=["GET"]),
         Route(prefix + "/config", h.model_config, methods=["GET"]),
         Route(prefix + "/infer", h.infer, methods=["POST"]),
+        Route(prefix + "/stats", h.model_statistics, methods=["GET"]),
     ]
 
 
@@ -35,6 +36,7 @@ ROUTES = [
     Route("/v2/health/live", h.live, methods=["GET"]),
     Route("/v2/health/ready", h.ready, methods=["GET"]),
     Route("/v2", h.server_metadata, methods=["GET"]),
+    Route("/v2/models/stats", h.model_statistics, methods=["GET"]),
     *_model_routes(_VERSIONED),
     *_model_routes(_MODEL),
     Route("/v2/repository/index", h.repository_index, methods=["POST"]),

@@ -57,6 +57,12 @@ async def model_config(request: Request) -> Response:
     return json_response(_server(request).model_config_json(*_model(request)))
 
 
+async def model_statistics(request: Request) -> Response:
+    name = request.path_params.get("model", "")
+    version = request.path_params.get("version")
+    return json_response(_server(request).model_statistics(name, "" if version is None else str(version)))
+
+
 async def infer(request: Request) -> Response:
     server = _server(request)
     name, version = _model(request)

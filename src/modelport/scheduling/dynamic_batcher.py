@@ -1,0 +1,226 @@
+"""DynamicBatcher: one model version's queue, batch forming, and dispatch to idle instances.
+
+Batching follows Triton's dynamic batcher: a batch never exceeds max_batch_size; it is sent as soon
+as a preferred size (or max_batch_size) can be formed; otherwise the oldest request waits up to
+max_queue_delay before whatever is queued is sent; requests whose shapes differ never share a
+batch and are never reordered; a request counts with its full batch size. Without
+`dynamic_batching` in the config the same queue serves one request per execution (Triton's
+default scheduler). Queue policies bound the queue, and expired requests are answered at their
+deadline even while every instance is busy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Any
+
+from modelport.clock import Clock, MonotonicClock
+from modelport.config.spec import ModelSpec, QueuePolicySpec
+from modelport.errors import InternalError, ModelportError, ModelUnavailable, with_request_id
+from modelport.observability.stats import ExecutionTiming, ModelStats
+from modelport.scheduling.base import Outputs
+from modelport.scheduling.batch_policy import BatchRules, decide
+from modelport.scheduling.instances import InstancePool
+from modelport.scheduling.queue import PendingRequest, RequestQueue
+from modelport.tensor.records import InferRequest
+
+log = logging.getLogger(__name__)
+
+
+class DynamicBatcher:
+    """Queues requests for one model version and keeps every idle instance fed."""
+
+    def __init__(
+        self, spec: ModelSpec, pool: InstancePool, stats: ModelStats, clock: Clock | None = None
+    ) -> None:
+        batching = spec.dynamic_batching
+        self._model = spec.name
+        self._pool = pool
+        self._stats = stats
+        self._clock = clock or MonotonicClock()
+        self._queue = RequestQueue(batching)
+        self._batching = batching is not None and spec.max_batch_size > 0
+        self._rules = BatchRules(
+            max_batch_size=max(spec.max_batch_size, 1),
+            preferred_batch_sizes=batching.preferred_batch_sizes if batching else (),
+            max_queue_delay_ns=(batching.max_queue_delay_us * 1000) if batching else 0,
+        )
+        self._preserve_ordering = bool(batching and batching.preserve_ordering)
+        self._in_order: deque[PendingRequest] = deque()
+        self._enforce_shapes = any(
+            (-1 in t.dims and not t.allow_ragged_batch) or t.optional or t.is_shape_tensor for t in spec.inputs
+        )
+        self._wake = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
+        self._grow = False
+        self._sequence = 0
+        self._stopped = False
+
+    def start(self) -> None:
+        """Start the batching loop (needs a running event loop)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self._model}")
+
+    async def submit(self, request: InferRequest) -> Outputs:
+        if self._stopped:
+            raise ModelUnavailable(with_request_id(request.id, f"model '{self._model}' is unloading"))
+        self.start()
+        now = self._clock.now_ns()
+        level = self._queue.level_for(request)
+        policy = self._queue.policy(level)
+        future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
+        self._sequence += 1
+        item = PendingRequest(
+            request=request,
+            future=future,
+            enqueue_ns=now,
+            batch_size=request.batch_size,
+            signature=self._signature(request),
+            deadline_ns=_deadline_ns(policy, request, now),
+            delay_on_timeout=policy.timeout_action == "DELAY",
+            sequence=self._sequence,
+        )
+        self._queue.push(item, level)
+        self._stats.pending += 1
+        if self._preserve_ordering:
+            self._in_order.append(item)
+        self._wake.set()
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self._wake.set()  # let the loop drop the abandoned request and free its queue slot
+            raise
+
+    def reevaluate(self) -> None:
+        """Look at the queue again now (after a clock change, e.g. a test's FakeClock)."""
+        self._wake.set()
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def _signature(self, request: InferRequest) -> Any:
+        if not self._enforce_shapes:
+            return None
+        return tuple((i.name, i.shape[1:] if self._batching else i.shape) for i in request.inputs)
+
+    async def _run(self) -> None:
+        while not self._stopped:
+            await self._wake.wait()
+            self._wake.clear()
+            self._cancel_timer()
+            now = self._clock.now_ns()
+            self._expire(now)
+            self._stats.pending -= self._queue.remove_finished()
+            wait_ns = self._dispatch(now)
+            self._arm_timer(now, wait_ns)
+
+    def _dispatch(self, now: int) -> int | None:
+        """Send every batch that can go now; return how long to wait for the next decision."""
+        while len(self._queue) and self._pool.idle_count > 0:
+            if self._batching:
+                decision = decide(self._queue, now, self._rules, grow=self._grow)
+                if decision.send_count == 0:
+                    return decision.wait_ns
+                count, reason = decision.send_count, decision.reason
+            else:
+                count, reason = 1, "no dynamic batching"
+            batch = self._queue.pop_front(count)
+            self._stats.pending -= len(batch)
+            instance = self._pool.try_acquire()
+            assert instance is not None
+            self._grow = False
+            if log.isEnabledFor(logging.DEBUG):
+                rows = sum(p.batch_size for p in batch)
+                log.debug("model '%s': batch of %d rows (%d requests): %s", self._model, rows, len(batch), reason)
+            task = asyncio.get_running_loop().create_task(self._execute(instance, batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+        if len(self._queue):
+            self._grow = True
+        return None
+
+    def _arm_timer(self, now: int, wait_ns: int | None) -> None:
+        deadline = self._queue.next_deadline_ns()
+        if deadline is not None:
+            wait_ns = max(0, deadline - now) if wait_ns is None else min(wait_ns, max(0, deadline - now))
+        if wait_ns is not None:
+            self._timer = asyncio.get_running_loop().call_later(wait_ns / 1e9, self._wake.set)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self, now: int) -> None:
+        for item in self._queue.expire(now):
+            self._stats.pending -= 1
+            self._stats.record_failure(now - item.enqueue_ns, "REJECTED")
+            self._complete(item, ModelUnavailable(with_request_id(item.request.id, "Request timeout expired")))
+
+    async def _execute(self, instance: Any, batch: list[PendingRequest]) -> None:
+        start = self._clock.now_ns()
+        try:
+            results, timing = await self._pool.execute(instance, [p.request for p in batch])
+        except Exception as exc:  # a backend that raised instead of returning per-request errors
+            log.exception("model '%s': execution failed", self._model)
+            results, timing = [InternalError(f"execution failed: {exc}")] * len(batch), ExecutionTiming()
+        end = self._clock.now_ns()
+        self._stats.record_execution(sum(p.batch_size for p in batch), timing)
+        for item, result in zip(batch, results):
+            if isinstance(result, ModelportError):
+                self._stats.record_failure(end - item.enqueue_ns, "BACKEND")
+            else:
+                self._stats.record_success(item.batch_size, end - item.enqueue_ns, start - item.enqueue_ns, timing)
+            self._complete(item, result)
+        self._wake.set()
+
+    def _complete(self, item: PendingRequest, result: Any) -> None:
+        if not self._preserve_ordering:
+            _resolve(item.future, result)
+            return
+        item.result, item.done = result, True
+        while self._in_order and (self._in_order[0].done or self._in_order[0].future.done()):
+            head = self._in_order.popleft()
+            _resolve(head.future, head.result)
+
+    async def stop(self) -> None:
+        """Refuse new requests, fail queued ones, let running batches finish, release instances."""
+        self._stopped = True
+        self._cancel_timer()
+        for item in self._queue.drain():
+            self._stats.pending -= 1
+            self._complete(item, ModelUnavailable(with_request_id(item.request.id, f"model '{self._model}' is unloading")))
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+        if self._task is not None:
+            self._wake.set()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await asyncio.to_thread(self._pool.close)
+
+
+def _resolve(future: asyncio.Future[Any], result: Any) -> None:
+    if future.done():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
+def _deadline_ns(policy: QueuePolicySpec, request: InferRequest, now: int) -> int | None:
+    """The queue deadline: the policy's default timeout, or the request's `timeout` (µs) if allowed.
+
+    A request timeout is honoured when the policy allows overrides and it is shorter than the
+    default timeout, or when the policy has no default timeout at all.
+    """
+    timeout_us = policy.default_timeout_us
+    override = request.parameters.get("timeout")
+    if policy.allow_timeout_override and isinstance(override, int) and not isinstance(override, bool):
+        if override > 0 and (timeout_us == 0 or override < timeout_us):
+            timeout_us = override
+    return now + timeout_us * 1000 if timeout_us else None
