@@ -13,8 +13,21 @@ from typing import Any
 
 # Upper bounds (microseconds) of the latency histogram buckets; +Inf is implicit.
 LATENCY_BUCKETS_US: tuple[float, ...] = (
-    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
-    2_500_000, 5_000_000,
+    100,
+    250,
+    500,
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
 )
 BATCH_SIZE_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -109,7 +122,9 @@ class ModelStats:
         self.batch_size.observe(batch_size)
         self.compute_latency.observe(timing.total_ns / 1000)
 
-    def record_success(self, batch_size: int, request_ns: int, queue_ns: int, timing: ExecutionTiming) -> None:
+    def record_success(
+        self, batch_size: int, request_ns: int, queue_ns: int, timing: ExecutionTiming
+    ) -> None:
         """One request that completed; compute times are its batch's."""
         self.success.add(request_ns)
         self.queue.add(queue_ns)

@@ -50,7 +50,8 @@ class DynamicBatcher:
         self._preserve_ordering = bool(batching and batching.preserve_ordering)
         self._in_order: deque[PendingRequest] = deque()
         self._enforce_shapes = any(
-            (-1 in t.dims and not t.allow_ragged_batch) or t.optional or t.is_shape_tensor for t in spec.inputs
+            (-1 in t.dims and not t.allow_ragged_batch) or t.optional or t.is_shape_tensor
+            for t in spec.inputs
         )
         self._wake = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
@@ -136,7 +137,9 @@ class DynamicBatcher:
             self._grow = False
             if log.isEnabledFor(logging.DEBUG):
                 rows = sum(p.batch_size for p in batch)
-                log.debug("model '%s': batch of %d rows (%d requests): %s", self._model, rows, len(batch), reason)
+                log.debug(
+                    "model '%s': batch of %d rows (%d requests): %s", self._model, rows, len(batch), reason
+                )
             task = asyncio.get_running_loop().create_task(self._execute(instance, batch))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
@@ -160,7 +163,9 @@ class DynamicBatcher:
         for item in self._queue.expire(now):
             self._stats.pending -= 1
             self._stats.record_failure(now - item.enqueue_ns, "REJECTED")
-            self._complete(item, ModelUnavailable(with_request_id(item.request.id, "Request timeout expired")))
+            self._complete(
+                item, ModelUnavailable(with_request_id(item.request.id, "Request timeout expired"))
+            )
 
     async def _execute(self, instance: Any, batch: list[PendingRequest]) -> None:
         start = self._clock.now_ns()
@@ -175,7 +180,9 @@ class DynamicBatcher:
             if isinstance(result, ModelportError):
                 self._stats.record_failure(end - item.enqueue_ns, "BACKEND")
             else:
-                self._stats.record_success(item.batch_size, end - item.enqueue_ns, start - item.enqueue_ns, timing)
+                self._stats.record_success(
+                    item.batch_size, end - item.enqueue_ns, start - item.enqueue_ns, timing
+                )
             self._complete(item, result)
         self._wake.set()
 
@@ -194,7 +201,10 @@ class DynamicBatcher:
         self._cancel_timer()
         for item in self._queue.drain():
             self._stats.pending -= 1
-            self._complete(item, ModelUnavailable(with_request_id(item.request.id, f"model '{self._model}' is unloading")))
+            self._complete(
+                item,
+                ModelUnavailable(with_request_id(item.request.id, f"model '{self._model}' is unloading")),
+            )
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
         if self._task is not None:

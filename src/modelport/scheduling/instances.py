@@ -66,7 +66,9 @@ class InstancePool:
         self._instances.clear()
 
 
-def _timed_execute(instance: ModelInstance, requests: Sequence[InferRequest]) -> tuple[ExecuteResult, ExecutionTiming]:
+def _timed_execute(
+    instance: ModelInstance, requests: Sequence[InferRequest]
+) -> tuple[ExecuteResult, ExecutionTiming]:
     """Execute and time a batch; instances that time their phases expose `last_timing`."""
     start = time.perf_counter_ns()
     results = instance.execute(requests)

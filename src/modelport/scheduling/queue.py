@@ -123,7 +123,9 @@ class RequestQueue:
         return rejected
 
     def next_deadline_ns(self) -> int | None:
-        deadlines = [p.deadline_ns for lv in self._levels.values() for p in lv.items if p.deadline_ns is not None]
+        deadlines = [
+            p.deadline_ns for lv in self._levels.values() for p in lv.items if p.deadline_ns is not None
+        ]
         return min(deadlines) if deadlines else None
 
     def drain(self) -> list[PendingRequest]:

@@ -38,8 +38,9 @@ async def settle() -> None:
 
 async def test_requests_arriving_apart_are_batched_at_the_preferred_size() -> None:
     clock, inst = FakeClock(), EchoInstance()
-    batcher, stats = make("dynamic_batching { preferred_batch_size: [4] max_queue_delay_microseconds: 10000000 }",
-                          [inst], clock)
+    batcher, stats = make(
+        "dynamic_batching { preferred_batch_size: [4] max_queue_delay_microseconds: 10000000 }", [inst], clock
+    )
     tasks = []
     for _ in range(4):
         tasks.append(asyncio.create_task(batcher.submit(echo_request())))
@@ -53,8 +54,9 @@ async def test_requests_arriving_apart_are_batched_at_the_preferred_size() -> No
 
 async def test_leftovers_wait_for_the_delay_then_go() -> None:
     clock, inst = FakeClock(), EchoInstance()
-    batcher, _ = make("dynamic_batching { preferred_batch_size: [4] max_queue_delay_microseconds: 200000 }",
-                      [inst], clock)
+    batcher, _ = make(
+        "dynamic_batching { preferred_batch_size: [4] max_queue_delay_microseconds: 200000 }", [inst], clock
+    )
     tasks = [asyncio.create_task(batcher.submit(echo_request())) for _ in range(2)]
     await settle()
     assert inst.batches == [] and batcher.queued == 2
@@ -101,8 +103,9 @@ async def test_preserve_ordering_releases_responses_in_arrival_order() -> None:
     clock = FakeClock()
     slow_gate, fast_gate = threading.Event(), threading.Event()
     slow, fast = EchoInstance(slow_gate), EchoInstance(fast_gate)
-    batcher, _ = make("dynamic_batching { preserve_ordering: true max_queue_delay_microseconds: 0 }",
-                      [slow, fast], clock)
+    batcher, _ = make(
+        "dynamic_batching { preserve_ordering: true max_queue_delay_microseconds: 0 }", [slow, fast], clock
+    )
     done: list[str] = []
 
     async def call(name: str, width: int) -> None:
@@ -146,8 +149,9 @@ async def test_higher_priority_level_is_served_first() -> None:
 
 async def test_max_queue_size_rejects_at_once_with_unavailable() -> None:
     clock, gate = FakeClock(), threading.Event()
-    batcher, stats = make("dynamic_batching { default_queue_policy { max_queue_size: 2 } }",
-                          [EchoInstance(gate)], clock)
+    batcher, stats = make(
+        "dynamic_batching { default_queue_policy { max_queue_size: 2 } }", [EchoInstance(gate)], clock
+    )
     busy = asyncio.create_task(batcher.submit(echo_request()))
     await settle()
     queued = [asyncio.create_task(batcher.submit(echo_request())) for _ in range(2)]
@@ -233,8 +237,9 @@ async def test_delay_action_keeps_the_expired_request_behind_others() -> None:
 
 async def test_cancelled_callers_free_their_queue_slot() -> None:
     clock, gate = FakeClock(), threading.Event()
-    batcher, stats = make("dynamic_batching { default_queue_policy { max_queue_size: 1 } }",
-                          [EchoInstance(gate)], clock)
+    batcher, stats = make(
+        "dynamic_batching { default_queue_policy { max_queue_size: 1 } }", [EchoInstance(gate)], clock
+    )
     busy = asyncio.create_task(batcher.submit(echo_request()))
     await settle()
     abandoned = asyncio.create_task(batcher.submit(echo_request()))
