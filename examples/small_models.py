@@ -49,6 +49,7 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; model files must be readable by a non-root server
         os.replace(tmp, path)
     except BaseException:
         try:
