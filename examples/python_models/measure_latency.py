@@ -117,10 +117,12 @@ def main() -> int:
         "--grpc-address", "127.0.0.1", "--grpc-port", str(grpc_port), "--allow-metrics=false",
     ]  # fmt: skip
     log = open(root / "server.log", "wb")  # noqa: SIM115 - closed below
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         wait_ready(http_port)
-        print(f"{'model':<24} {'proto':<5} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}")
+        row = "{:<24} {:<5} {:>4} {:>8} {:>8} {:>8} {:>8}"
+        print(row.format("model", "proto", "conc", "req/s", "p50 ms", "p90 ms", "p99 ms"))
         for concurrency in args.concurrency:
             for protocol, module, url in (
                 ("http", httpclient, f"127.0.0.1:{http_port}"),
@@ -129,10 +131,8 @@ def main() -> int:
                 for model in MODELS:
                     rate, latencies = run(url, module, model, args.requests, concurrency)
                     p50, p90, p99 = np.percentile(latencies, [50, 90, 99])
-                    print(
-                        f"{model:<24} {protocol:<5} {concurrency:>4} {rate:>8.0f} {p50:>8.3f} {p90:>8.3f} {p99:>8.3f}",
-                        flush=True,
-                    )
+                    numbers = (f"{rate:.0f}", f"{p50:.3f}", f"{p90:.3f}", f"{p99:.3f}")
+                    print(row.format(model, protocol, concurrency, *numbers), flush=True)
     finally:
         os.kill(server.pid, signal.SIGTERM)
         server.wait(timeout=30)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from modelport.backends.base import Backend
+from modelport.backends.caller import InferenceCaller
 from modelport.errors import InvalidInput
 
 
@@ -24,9 +25,14 @@ class BackendRegistry:
         return backend
 
     @classmethod
-    def with_builtins(cls) -> BackendRegistry:
+    def with_builtins(cls, caller: InferenceCaller | None = None) -> BackendRegistry:
+        """The built-in backends; `caller` lets Python models call other models (BLS)."""
         from modelport.backends.onnxruntime.backend import OnnxRuntimeBackend
+        from modelport.backends.python.backend import PythonBackend
+        from modelport.backends.pytorch.backend import PyTorchBackend
 
         registry = cls()
         registry.register(OnnxRuntimeBackend())
+        registry.register(PythonBackend(caller))
+        registry.register(PyTorchBackend())
         return registry

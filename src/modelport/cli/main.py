@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(serve, "--allow-grpc", True, "serve gRPC")
     serve.add_argument("--grpc-address", default="0.0.0.0")
     serve.add_argument("--grpc-port", type=int, default=8001)
+    _grpc_flags(serve)
     _flag(serve, "--allow-metrics", True, "serve Prometheus metrics")
     serve.add_argument("--metrics-address", default="")
     serve.add_argument("--metrics-port", type=int, default=8002)
@@ -61,7 +62,104 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(serve, "--log-info", True, "log informational messages")
     _flag(serve, "--log-warning", True, "log warnings")
     _flag(serve, "--log-error", True, "log errors")
+    _observability_flags(serve)
+    from modelport.cli.traffic import add_traffic_parser
+
+    add_traffic_parser(commands)
     return parser
+
+
+def _observability_flags(serve: argparse.ArgumentParser) -> None:
+    """Metrics options, log format and file, and tracing, with tritonserver's flag names."""
+    _flag(serve, "--allow-cpu-metrics", True, "report nv_cpu_* (CPU utilisation and memory)")
+    serve.add_argument("--metrics-config", action="append", default=[], metavar="<key>=<value>",
+                       help="counter_latencies=<bool> (Triton's *_duration_us counters), "
+                            "histograms=<bool> (modelport's latency and batch-size histograms)")
+    serve.add_argument("--log-format", choices=["default", "ISO8601", "json"], default="default")
+    serve.add_argument("--log-file", default="", help="append logs to this file instead of stderr")
+    serve.add_argument("--trace-config", action="append", default=[], metavar="[<mode>,]<setting>=<value>",
+                       help="level=OFF|TIMESTAMPS|TENSORS, rate=N, count=N, mode=triton|opentelemetry, "
+                            "triton,file=PATH, triton,log-frequency=N, opentelemetry,url=URL, "
+                            "opentelemetry,resource=<key>=<value>")
+
+
+_METRICS_CONFIG = {"counter_latencies": "metrics_counter_latencies", "histograms": "metrics_histograms"}
+_TRITON_ONLY_METRICS_CONFIG = ("summary_latencies", "summary_quantiles", "histogram_latencies")
+
+
+def _observability_settings(args: argparse.Namespace) -> dict[str, object]:
+    from modelport.observability.tracing import parse_trace_config
+
+    values: dict[str, object] = {"allow_cpu_metrics": args.allow_cpu_metrics}
+    for entry in args.metrics_config:
+        key, sep, value = entry.partition("=")
+        if not sep:
+            raise SystemExit(f"--metrics-config '{entry}' must look like <key>=<value>")
+        if key in _TRITON_ONLY_METRICS_CONFIG:
+            print(f"warning: --metrics-config {key} is not supported; ignored", file=sys.stderr)
+            continue
+        if key not in _METRICS_CONFIG:
+            raise SystemExit(f"--metrics-config '{entry}': unknown key '{key}'")
+        try:
+            values[_METRICS_CONFIG[key]] = _bool(value)
+        except argparse.ArgumentTypeError as exc:
+            raise SystemExit(f"--metrics-config '{entry}': {exc}") from None
+    try:
+        values["trace_config"] = parse_trace_config(args.trace_config)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    values["log_format"] = args.log_format
+    values["log_file"] = args.log_file
+    return values
+
+
+def _grpc_flags(serve: argparse.ArgumentParser) -> None:
+    """gRPC message limits, TLS and keepalive; TLS and keepalive names and defaults are tritonserver's."""
+    defaults = ServerSettings()
+    serve.add_argument("--grpc-max-receive-message-size", type=int,
+                       default=defaults.grpc_max_receive_message_size,
+                       help="largest gRPC request in bytes (larger ones get RESOURCE_EXHAUSTED)")
+    serve.add_argument("--grpc-max-send-message-size", type=int,
+                       default=defaults.grpc_max_send_message_size, help="largest gRPC response in bytes")
+    _flag(serve, "--grpc-use-ssl", False, "serve gRPC over TLS (with --grpc-server-cert, --grpc-server-key)")
+    _flag(serve, "--grpc-use-ssl-mutual", False, "TLS checking client certificates with --grpc-root-cert")
+    serve.add_argument("--grpc-server-cert", default="", help="PEM server certificate file")
+    serve.add_argument("--grpc-server-key", default="", help="PEM server private key file")
+    serve.add_argument("--grpc-root-cert", default="", help="PEM root certificate file (client verification)")
+    serve.add_argument("--grpc-keepalive-time", type=int, default=defaults.grpc_keepalive_time, help="ms")
+    serve.add_argument("--grpc-keepalive-timeout", type=int, default=defaults.grpc_keepalive_timeout,
+                       help="ms")
+    _flag(serve, "--grpc-keepalive-permit-without-calls", False, "keepalive pings with no call in flight")
+    serve.add_argument("--grpc-http2-max-pings-without-data", type=int,
+                       default=defaults.grpc_http2_max_pings_without_data)
+    serve.add_argument("--grpc-http2-min-recv-ping-interval-without-data", type=int,
+                       default=defaults.grpc_http2_min_recv_ping_interval_without_data, help="ms")
+    serve.add_argument("--grpc-http2-max-ping-strikes", type=int,
+                       default=defaults.grpc_http2_max_ping_strikes)
+    serve.add_argument("--grpc-max-connection-age", type=int, default=0, help="ms; 0 = unlimited")
+    serve.add_argument("--grpc-max-connection-age-grace", type=int, default=0, help="ms; 0 = unlimited")
+
+
+_GRPC_SETTINGS = (
+    "grpc_max_receive_message_size", "grpc_max_send_message_size", "grpc_use_ssl", "grpc_use_ssl_mutual",
+    "grpc_server_cert", "grpc_server_key", "grpc_root_cert", "grpc_keepalive_time",
+    "grpc_keepalive_timeout", "grpc_keepalive_permit_without_calls", "grpc_http2_max_pings_without_data",
+    "grpc_http2_min_recv_ping_interval_without_data", "grpc_http2_max_ping_strikes",
+    "grpc_max_connection_age", "grpc_max_connection_age_grace",
+)
+
+
+def _grpc_settings(args: argparse.Namespace) -> dict[str, object]:
+    if args.grpc_max_receive_message_size <= 0 or args.grpc_max_send_message_size <= 0:
+        raise SystemExit("--grpc-max-receive-message-size and --grpc-max-send-message-size must be positive")
+    if args.grpc_use_ssl or args.grpc_use_ssl_mutual:
+        for flag in ("--grpc-server-cert", "--grpc-server-key"):
+            path = getattr(args, flag[2:].replace("-", "_"))
+            if not path or not Path(path).is_file():
+                raise SystemExit(f"--grpc-use-ssl needs {flag} to name a readable PEM file, got '{path}'")
+        if args.grpc_use_ssl_mutual and not (args.grpc_root_cert and Path(args.grpc_root_cert).is_file()):
+            raise SystemExit(f"--grpc-use-ssl-mutual needs --grpc-root-cert, got '{args.grpc_root_cert}'")
+    return {name: getattr(args, name) for name in _GRPC_SETTINGS}
 
 
 def parse_backend_config(values: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -104,6 +202,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         allow_grpc=args.allow_grpc,
         grpc_address=args.grpc_address,
         grpc_port=args.grpc_port,
+        **_grpc_settings(args),  # type: ignore[arg-type]
         allow_metrics=args.allow_metrics,
         metrics_address=args.metrics_address,
         metrics_port=args.metrics_port,
@@ -111,17 +210,25 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         log_info=args.log_info,
         log_warning=args.log_warning,
         log_error=args.log_error,
+        **_observability_settings(args),  # type: ignore[arg-type]
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "traffic":
+        from modelport.cli.traffic import run_traffic
+
+        return run_traffic(args)
     if args.command == "serve":
         settings = settings_from_args(args)
-        configure_logging(settings.log_verbose, settings.log_info, settings.log_warning, settings.log_error)
+        logs = configure_logging(settings)
         from modelport.cli.serve import serve
 
-        return _run(serve(settings))
+        try:
+            return _run(serve(settings, logs))
+        finally:
+            logs.close()
     return 2
 
 

@@ -12,12 +12,17 @@ from collections.abc import Iterator
 import uvicorn
 
 from modelport import __version__
+from modelport.backends.caller import InferenceCaller
 from modelport.backends.registry import BackendRegistry
 from modelport.cli.tables import render_table
 from modelport.config.settings import ServerSettings
 from modelport.core.server import InferenceServer
+from modelport.frontends.grpc import GrpcServer
 from modelport.frontends.http.app import create_http_app
+from modelport.observability.logging import LogController
+from modelport.observability.metrics import MetricsApp, MetricsOptions, create_metrics_registry
 from modelport.repository.manager import ModelRepositoryManager
+from modelport.repository.poller import RepositoryPoller
 
 log = logging.getLogger("modelport.server")
 
@@ -30,38 +35,129 @@ class _HttpServer(uvicorn.Server):
         yield
 
 
-async def serve(settings: ServerSettings) -> int:
-    """Start everything, wait for a stop signal, shut down; returns the exit code."""
-    manager = ModelRepositoryManager(settings, BackendRegistry.with_builtins())
-    server = InferenceServer(settings, manager)
+async def serve(settings: ServerSettings, logs: LogController | None = None) -> int:
+    """Start everything, wait for a stop signal, shut down; returns the exit code.
+
+    The frontends listen before the models load, so liveness holds during a long load (readiness
+    waits for the models). On SIGTERM/SIGINT readiness turns false and new inference is refused
+    with UNAVAILABLE while queued and running requests finish, for up to --exit-timeout-secs (a
+    second signal cuts the wait short); then the frontends stop and the models are unloaded.
+    """
+    caller = InferenceCaller()  # lets Python models call other models (BLS) through the core
+    manager = ModelRepositoryManager(settings, BackendRegistry.with_builtins(caller))
+    server = InferenceServer(settings, manager, log_controller=logs)
+    caller.attach(server)
     stop = asyncio.Event()
-    _install_signal_handlers(stop)
+    force = asyncio.Event()
+    _install_signal_handlers(stop, force)
     log.info("modelport %s starting", __version__)
+    try:
+        http_socket = _bind(settings.http_address, settings.http_port) if settings.allow_http else None
+    except OSError as exc:
+        log.error("failed to start HTTP service on %s:%d: %s", settings.http_address, settings.http_port, exc)
+        return 1
+    metrics_address = settings.metrics_address or settings.http_address
+    try:
+        metrics_socket = _bind(metrics_address, settings.metrics_port) if settings.allow_metrics else None
+    except OSError as exc:
+        log.error("failed to start Metrics service on %s:%d: %s", metrics_address, settings.metrics_port, exc)
+        if http_socket is not None:
+            http_socket.close()
+        return 1
+    grpc_server = GrpcServer(server, settings) if settings.allow_grpc else None
+    if grpc_server is not None:
+        try:
+            await grpc_server.start()
+        except OSError as exc:
+            log.error("failed to start GRPC service on %s: %s", grpc_server.address, exc)
+            if http_socket is not None:
+                http_socket.close()
+            if metrics_socket is not None:
+                metrics_socket.close()
+            return 1
+        log.info("Started GRPCInferenceService at %s", grpc_server.address)
+    http, http_task = None, None
+    if http_socket is not None:
+        http = _start_http(server, settings)
+        http_task = asyncio.create_task(http.serve(sockets=[http_socket]))
+        log.info("Started HTTPService at %s:%d", settings.http_address, settings.http_port)
+    metrics, metrics_task = None, None
+    if metrics_socket is not None:
+        metrics = _start_metrics(server, settings)
+        metrics_task = asyncio.create_task(metrics.serve(sockets=[metrics_socket]))
+        log.info("Started Metrics Service at %s:%d", metrics_address, settings.metrics_port)
+    poller = RepositoryPoller(manager, settings.repository_poll_secs) if settings.model_control_mode == "poll" else None
+    if poller is not None:
+        await poller.prime()
     await server.start()
     print(_models_table(server), flush=True)
     print(_options_table(settings), flush=True)
     if settings.exit_on_error and not server.is_ready():
         log.error("failed to load all models")
+        server.begin_shutdown()
+        await _stop_frontends(http, http_task, grpc_server, 1.0)
+        await _stop_metrics(metrics, metrics_task)
         await server.stop()
         return 1
-    try:
-        http_socket = _bind(settings.http_address, settings.http_port) if settings.allow_http else None
-    except OSError as exc:
-        log.error("failed to start HTTP service on %s:%d: %s", settings.http_address, settings.http_port, exc)
-        await server.stop()
-        return 1
-    http = _start_http(server, settings) if http_socket is not None else None
-    if http is not None:
-        http_task = asyncio.create_task(http.serve(sockets=[http_socket]))
-        log.info("Started HTTPService at %s:%d", settings.http_address, settings.http_port)
+    if poller is not None:
+        poller.start()
     await stop.wait()
-    log.info("shutting down")
-    if http is not None:
-        http.should_exit = True
-        await http_task
+    server.begin_shutdown()
+    log.info(
+        "shutting down: refusing new inference; waiting up to %.0fs for %d request(s) in flight",
+        settings.exit_timeout_secs, server.inflight,
+    )
+    if poller is not None:
+        await poller.stop()
+    left = await server.drain(settings.exit_timeout_secs, force)
+    if left:
+        log.warning("%d request(s) still in flight after the exit timeout; stopping anyway", left)
+    await _stop_frontends(http, http_task, grpc_server, 1.0)
+    await _stop_metrics(metrics, metrics_task)
     await server.stop()
     log.info("stopped")
     return 0
+
+
+async def _stop_frontends(
+    http: _HttpServer | None,
+    http_task: asyncio.Task[None] | None,
+    grpc_server: GrpcServer | None,
+    grace_s: float,
+) -> None:
+    grpc_stop = asyncio.create_task(grpc_server.stop(grace_s)) if grpc_server is not None else None
+    if http is not None and http_task is not None:
+        http.should_exit = True
+        await http_task
+    if grpc_stop is not None:
+        await grpc_stop
+
+
+def _start_metrics(server: InferenceServer, settings: ServerSettings) -> _HttpServer:
+    """The Prometheus endpoint: its own registry, read from the models' statistics at scrape time."""
+    options = MetricsOptions(
+        counter_latencies=settings.metrics_counter_latencies,
+        histograms=settings.metrics_histograms,
+        cpu_metrics=settings.allow_cpu_metrics,
+    )
+    registry = create_metrics_registry(server.served_models, options)
+    config = uvicorn.Config(
+        MetricsApp(registry),
+        host=settings.metrics_address or settings.http_address,
+        port=settings.metrics_port,
+        loop="none",
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+    )
+    return _HttpServer(config)
+
+
+async def _stop_metrics(metrics: _HttpServer | None, task: asyncio.Task[None] | None) -> None:
+    if metrics is not None and task is not None:
+        metrics.should_exit = True
+        await task
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -78,10 +174,15 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _install_signal_handlers(stop: asyncio.Event) -> None:
+def _install_signal_handlers(stop: asyncio.Event, force: asyncio.Event) -> None:
+    """The first signal starts a graceful shutdown; a second one stops waiting for requests."""
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        (force if stop.is_set() else stop).set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
 
 
 def _start_http(server: InferenceServer, settings: ServerSettings) -> _HttpServer:
@@ -119,6 +220,10 @@ def _options_table(settings: ServerSettings) -> str:
         ["strict_readiness", str(settings.strict_readiness).lower()],
         ["auto_complete_config", str(settings.auto_complete_config).lower()],
         ["http", f"{settings.http_address}:{settings.http_port}" if settings.allow_http else "off"],
+        ["grpc", f"{settings.grpc_address}:{settings.grpc_port}" if settings.allow_grpc else "off"],
+        ["metrics", f"{settings.metrics_address or settings.http_address}:{settings.metrics_port}"
+                    if settings.allow_metrics else "off"],
+        ["grpc_tls", "mutual" if settings.grpc_use_ssl_mutual else str(settings.grpc_use_ssl).lower()],
         ["exit_timeout", str(settings.exit_timeout_secs)],
     ]
     return render_table(["Option", "Value"], rows)

@@ -9,7 +9,10 @@ import numpy as np
 import orjson
 
 from modelport.codecs.binary import BinaryReader, join_response, split_body
-from modelport.errors import InvalidInput
+from modelport.config.spec import ModelSpec
+from modelport.errors import InvalidInput, Unsupported
+from modelport.shm import SharedMemoryRegistry, is_in_shared_memory, parse_shared_memory_params
+from modelport.shm.params import KEYS as SHM_KEYS
 from modelport.tensor import datatype
 from modelport.tensor.bytes_codec import as_bytes, decode_bytes, encode_bytes
 from modelport.tensor.records import InferInput, InferRequest, InferResponse, RequestedOutput
@@ -19,9 +22,13 @@ _RESERVED_PREFIX = "triton_"
 
 
 def decode_request(
-    body: bytes, header_length: int | None, model_name: str, model_version: str = ""
+    body: bytes,
+    header_length: int | None,
+    model_name: str,
+    model_version: str = "",
+    shm: SharedMemoryRegistry | None = None,
 ) -> InferRequest:
-    """Decode an infer request body; binary inputs become numpy views of `body`."""
+    """Decode an infer request body; binary inputs become numpy views of `body` (or of `shm` regions)."""
     header, binary = split_body(body, header_length)
     try:
         doc = orjson.loads(header)
@@ -42,13 +49,51 @@ def decode_request(
             "must specify valid 'Infer-Header-Content-Length' in request header and 'binary_data_size' "
             "when passing inputs in binary data format"
         )
-    request.inputs = [_decode_input(item, reader) for item in inputs]
+    request.inputs = [_decode_input(item, reader, shm) for item in inputs]
     reader.finish()
     outputs = doc.get("outputs", [])
     if not isinstance(outputs, list):
         raise InvalidInput("'outputs' must be an array")
-    request.outputs = [_decode_output(item) for item in outputs]
+    request.outputs = [_decode_output(item, shm) for item in outputs]
     return request
+
+
+def decode_raw_request(body: bytes, spec: ModelSpec, model_version: str = "") -> InferRequest:
+    """Triton's raw binary request (Inference-Header-Content-Length: 0): the body is the single input.
+
+    The model must have exactly one input; a batching model gets batch 1; the one variable
+    dimension (if any) is worked out from the byte count; all outputs come back binary.
+    """
+    if len(spec.inputs) != 1:
+        raise InvalidInput(
+            f"raw binary request (Inference-Header-Content-Length: 0) needs a model with exactly one "
+            f"input; model '{spec.name}' has {len(spec.inputs)}"
+        )
+    tensor = spec.inputs[0]
+    dtype = tensor.datatype
+    batch = (1,) if spec.max_batch_size > 0 else ()
+    if dtype.is_bytes:
+        data = np.empty(1, dtype=object)
+        data[0] = bytes(body)
+        shape = (*batch, 1)
+    else:
+        shape = (*batch, *_raw_dims(tensor.dims, len(body), dtype, tensor.name))
+        data = _from_binary(memoryview(body), dtype, shape, tensor.name, BinaryReader(memoryview(b""), spec.name))
+    request = InferRequest(model_name=spec.name, model_version=model_version, binary_data_output=True)
+    request.inputs = [InferInput(tensor.name, dtype.name, shape, data.reshape(shape))]
+    return request
+
+
+def _raw_dims(dims: tuple[int, ...], size: int, dtype: datatype.DataType, name: str) -> tuple[int, ...]:
+    variable = [i for i, d in enumerate(dims) if d == -1]
+    if len(variable) > 1:
+        raise InvalidInput(f"raw binary input '{name}' may have at most one variable dimension, has {len(variable)}")
+    fixed = math.prod(d for d in dims if d != -1) * dtype.itemsize
+    if not variable:
+        return dims
+    if fixed == 0 or size % fixed:
+        raise InvalidInput(f"raw binary input '{name}': {size} bytes is not a whole number of elements")
+    return tuple(size // fixed if d == -1 else d for d in dims)
 
 
 def _declares_binary(item: Any) -> bool:
@@ -76,7 +121,7 @@ def _request_parameters(params: Any) -> dict[str, Any]:
     return dict(params)
 
 
-def _decode_input(item: Any, reader: BinaryReader) -> InferInput:
+def _decode_input(item: Any, reader: BinaryReader, shm: SharedMemoryRegistry | None) -> InferInput:
     if not isinstance(item, dict):
         raise InvalidInput("each entry of 'inputs' must be a JSON object")
     name = _string(item.get("name"), "name") if "name" in item else ""
@@ -96,16 +141,19 @@ def _decode_input(item: Any, reader: BinaryReader) -> InferInput:
             "'parameters', 'shared_memory_region' in 'parameters'. But set " + (given or "none")
         )
     source = sources[0] if sources else "data"
-    if source == "shared_memory_region":
-        raise InvalidInput(f"input '{name}': shared memory inputs are not supported by this server yet")
-    if source == "binary_data_size":
+    ref = parse_shared_memory_params(params, name)
+    if ref is not None:
+        if shm is None:
+            raise Unsupported(f"input '{name}': shared memory inputs are not supported on this path")
+        data = _from_binary(shm.read(ref), dtype, shape, name, reader)
+    elif source == "binary_data_size":
         size = params["binary_data_size"]
-        if not isinstance(size, int) or size < 0:
+        if not _is_count(size):
             raise InvalidInput(f"'binary_data_size' of input '{name}' must be a non-negative integer")
         data = _from_binary(reader.take(size, name), dtype, shape, name, reader)
     else:
         data = _from_json(item.get("data", []), dtype, shape, name)
-    extra = {k: v for k, v in params.items() if k != "binary_data_size"}
+    extra = {k: v for k, v in params.items() if k != "binary_data_size" and k not in SHM_KEYS}
     return InferInput(name=name, datatype=dtype.name, shape=shape, data=data, parameters=extra)
 
 
@@ -150,6 +198,9 @@ def _from_json(data: Any, dtype: datatype.DataType, shape: tuple[int, ...], name
             array = np.asarray(flat, dtype=dtype.dtype).reshape(-1)
             if dtype.name != "BOOL" and array.size and _has_bools(flat):
                 raise ValueError("booleans given for a numeric tensor")
+            if array.dtype.kind == "f" and np.isnan(array).any():
+                # JSON has no NaN literal, so a NaN here came from a null
+                raise ValueError("null is not a number")
     except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidInput(f"Unable to parse 'data' of input '{name}' as {dtype.name}: {exc}") from None
     if array.size != math.prod(shape):
@@ -158,6 +209,11 @@ def _from_json(data: Any, dtype: datatype.DataType, shape: tuple[int, ...], name
             f"shape {list(shape)} needs {math.prod(shape)} elements, got {array.size}"
         )
     return array.reshape(shape)
+
+
+def _is_count(value: Any) -> bool:
+    """A non-negative JSON integer (true/false are not counts, though Python calls them ints)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _has_bools(flat: list[Any]) -> bool:
@@ -177,7 +233,7 @@ def _flatten(items: list[Any]) -> list[Any]:
     return out
 
 
-def _decode_output(item: Any) -> RequestedOutput:
+def _decode_output(item: Any, shm: SharedMemoryRegistry | None) -> RequestedOutput:
     if not isinstance(item, dict) or not isinstance(item.get("name"), str):
         raise InvalidInput("each entry of 'outputs' must be a JSON object with a 'name'")
     params = item.get("parameters") or {}
@@ -185,10 +241,10 @@ def _decode_output(item: Any) -> RequestedOutput:
         raise InvalidInput(f"'parameters' of output '{item['name']}' must be a JSON object")
     binary = params.get("binary_data")
     classification = params.get("classification", 0)
-    if not isinstance(classification, int) or classification < 0:
+    if not _is_count(classification):
         raise InvalidInput(f"'classification' of output '{item['name']}' must be a non-negative integer")
-    if "shared_memory_region" in params:
-        raise InvalidInput(f"output '{item['name']}': shared memory outputs are not supported by this server yet")
+    if parse_shared_memory_params(params, item["name"]) is not None and shm is None:
+        raise Unsupported(f"output '{item['name']}': shared memory outputs are not supported on this path")
     return RequestedOutput(
         name=item["name"],
         binary=bool(binary) if binary is not None else None,
@@ -206,6 +262,9 @@ def encode_response(response: InferResponse, request: InferRequest) -> tuple[byt
         entry: dict[str, Any] = {"name": out.name, "datatype": out.datatype, "shape": list(out.shape)}
         if out.parameters:
             entry["parameters"] = dict(out.parameters)
+        if is_in_shared_memory(out.parameters):
+            outputs.append(entry)  # the data went to the client's region
+            continue
         binary = binary_choice.get(out.name)
         if binary is None:
             binary = request.binary_data_output

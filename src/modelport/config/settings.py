@@ -6,6 +6,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_MAX_BATCH_SIZE = 4
+GRPC_MAX_MESSAGE_SIZE = 2**31 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class TraceConfig:
+    """Startup trace settings from Triton's `--trace-config [<mode>,]<setting>=<value>` flags."""
+
+    level: tuple[str, ...] = ("OFF",)  # OFF | TIMESTAMPS | TENSORS
+    rate: int = 1000  # trace one request in `rate`
+    count: int = -1  # stop after this many traces (-1: never)
+    log_frequency: int = 0  # triton mode: write the file every N traces
+    file: str = ""  # triton mode: where traces go
+    mode: str = "triton"  # triton | opentelemetry
+    otel_url: str = "http://localhost:4318/v1/traces"  # OTLP/HTTP endpoint
+    otel_resource: tuple[tuple[str, str], ...] = ()  # extra resource attributes
+    otel_bsp: tuple[tuple[str, int], ...] = ()  # BatchSpanProcessor options
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,14 +46,38 @@ class ServerSettings:
     allow_grpc: bool = True
     grpc_address: str = "0.0.0.0"
     grpc_port: int = 8001
+    # gRPC limits (bytes, both directions like Triton's INT32_MAX), TLS and keepalive (ms; Triton's defaults)
+    grpc_max_receive_message_size: int = GRPC_MAX_MESSAGE_SIZE
+    grpc_max_send_message_size: int = GRPC_MAX_MESSAGE_SIZE
+    grpc_use_ssl: bool = False
+    grpc_use_ssl_mutual: bool = False
+    grpc_server_cert: str = ""
+    grpc_server_key: str = ""
+    grpc_root_cert: str = ""
+    grpc_keepalive_time: int = 7_200_000
+    grpc_keepalive_timeout: int = 20_000
+    grpc_keepalive_permit_without_calls: bool = False
+    grpc_http2_max_pings_without_data: int = 2
+    grpc_http2_min_recv_ping_interval_without_data: int = 300_000
+    grpc_http2_max_ping_strikes: int = 2
+    grpc_max_connection_age: int = 0  # 0: unlimited
+    grpc_max_connection_age_grace: int = 0  # 0: unlimited
     allow_metrics: bool = True
     metrics_address: str = ""
     metrics_port: int = 8002
+    allow_cpu_metrics: bool = True
+    # --metrics-config: Triton's *_duration_us counters; modelport's latency / batch-size histograms
+    metrics_counter_latencies: bool = True
+    metrics_histograms: bool = True
 
     log_verbose: int = 0
     log_info: bool = True
     log_warning: bool = True
     log_error: bool = True
+    log_format: str = "default"  # default | ISO8601 | json
+    log_file: str = ""  # "" = stderr
+
+    trace_config: TraceConfig = field(default_factory=TraceConfig)
 
     def backend_setting(self, backend: str, key: str) -> str | None:
         """A --backend-config value for `backend`, falling back to the backend-less form."""

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from modelport import __version__
-from modelport.config.model_config import to_json_dict
+from modelport.config.model_config import parse_json, to_json_dict
 from modelport.config.settings import ServerSettings
+from modelport.config.spec import ModelSpec
 from modelport.core.classification import classify
 from modelport.core.model import ServedModel
 from modelport.core.normalize import normalize_request
-from modelport.errors import InvalidInput, ModelNotFound, ModelUnavailable
+from modelport.core.routing import parse_version_number, parse_weights
+from modelport.core.streaming import StreamItem, stream_decoupled
+from modelport.errors import InternalError, InvalidInput, ModelNotFound, ModelUnavailable, Unsupported
+from modelport.observability.logging import LogController, LogState, bind_request_id
+from modelport.observability.tracing import Tracing
 from modelport.protocol import ModelConfigProto
 from modelport.repository.lifecycle import IndexEntry
 from modelport.repository.manager import ModelRepositoryManager
+from modelport.shm import SharedMemoryRegistry
+from modelport.shm.outputs import output_regions, write_output_regions
 from modelport.tensor import datatype
 from modelport.tensor.records import InferOutput, InferRequest, InferResponse
 
@@ -27,32 +38,87 @@ EXTENSIONS = (
     "parameters",
     "statistics",
     "schedule_policy",
+    "system_shared_memory",
+    "trace",
+    "logging",
 )
+
+log = logging.getLogger(__name__)
 
 
 class InferenceServer:
     """Server-wide operations, independent of HTTP or gRPC."""
 
-    def __init__(self, settings: ServerSettings, manager: ModelRepositoryManager) -> None:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        manager: ModelRepositoryManager,
+        log_controller: LogController | None = None,
+        tracing: Tracing | None = None,
+    ) -> None:
         self.settings = settings
         self._manager = manager
+        self._logs = log_controller or LogController(LogState.from_settings(settings))
+        self.tracing = tracing or Tracing(settings.trace_config)
         self._started = False
+        self._startup_done = asyncio.Event()
+        self._draining = False  # shutting down: no new inference, what is in flight finishes
         self._exiting = False
+        self._inflight = 0
+        self.shared_memory = SharedMemoryRegistry()
 
     async def start(self) -> None:
-        await self._manager.start()
-        self._started = True
+        """Load the startup models (the frontends may already answer health requests meanwhile)."""
+        self.tracing.start()
+        try:
+            await self._manager.start()
+        finally:
+            self._started = True
+            self._startup_done.set()
 
     async def stop(self) -> None:
+        self._draining = True
         self._exiting = True
         await self._manager.stop()
+        self.shared_memory.close()
+        await asyncio.to_thread(self.tracing.stop)
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    async def wait_started(self) -> None:
+        """Return once the startup load is over (requests that arrive during it wait here)."""
+        await self._startup_done.wait()
+
+    def begin_shutdown(self) -> None:
+        """SIGTERM: readiness turns false and new inference is refused; in-flight requests go on."""
+        self._draining = True
+
+    @property
+    def inflight(self) -> int:
+        """Inference requests inside the server (queued or running) right now."""
+        return self._inflight
+
+    async def drain(self, timeout_s: float, interrupt: asyncio.Event | None = None) -> int:
+        """Wait until no inference is in flight, `timeout_s` passes, or `interrupt` is set.
+
+        Returns the number of requests still in flight.
+        """
+        deadline = time.monotonic() + timeout_s
+        while self._inflight > 0 and time.monotonic() < deadline:
+            if interrupt is not None and interrupt.is_set():
+                break
+            await asyncio.sleep(0.01)
+        return self._inflight
 
     # --- health and metadata -------------------------------------------------------------
     def is_live(self) -> bool:
-        return self._started and not self._exiting
+        """Live from the moment the frontends answer, also while models load and while draining."""
+        return not self._exiting
 
     def is_ready(self) -> bool:
-        if not self.is_live():
+        if not self._started or self._draining or self._exiting:
             return False
         return self._manager.all_ready() if self.settings.strict_readiness else True
 
@@ -82,8 +148,12 @@ class InferenceServer:
             ],
         }
 
+    def model_spec(self, name: str, version: str = "") -> ModelSpec:
+        """The completed config of the version that would serve (name, version); NOT_FOUND otherwise."""
+        return self._manager.acquire(name, version).spec
+
     def model_config(self, name: str, version: str = "") -> ModelConfigProto:
-        return self._manager.acquire(name, version).spec.proto
+        return self.model_spec(name, version).proto
 
     def model_config_json(self, name: str, version: str = "") -> dict[str, Any]:
         return to_json_dict(self.model_config(name, version))
@@ -104,28 +174,159 @@ class InferenceServer:
         return {"model_stats": [m.stats.to_json(m.name, str(m.version)) for m in served]}
 
     # --- repository ----------------------------------------------------------------------
+    def served_models(self) -> list[ServedModel]:
+        """Every READY model version, sorted by name then version (what /metrics reports)."""
+        return self._manager.served_versions()
+
+    # --- logging and trace extensions ------------------------------------------------------
+    def log_settings(self) -> dict[str, Any]:
+        """Triton's logging JSON (log_file, log_info, log_warning, log_error, log_verbose_level, log_format)."""
+        return self._logs.settings()
+
+    def update_log_settings(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Apply a logging-extension update (bool / int / str values); returns the new settings."""
+        return self._logs.update(dict(changes))
+
+    def trace_settings(self, model: str = "") -> dict[str, Any]:
+        """Triton's trace-setting JSON, global ("") or one model's (global values where it sets none)."""
+        if model:
+            self._known_model(model)
+        return self.tracing.setting_json(model)
+
+    def update_trace_settings(self, model: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Apply a trace-extension update; a None value resets that setting. Returns the new settings."""
+        if model:
+            self._known_model(model)
+        return self.tracing.update(model, dict(changes))
+
+    def _known_model(self, name: str) -> None:
+        if not self.is_model_ready(name):
+            raise InvalidInput(f"Request for unknown model : {name}")
+
     def repository_index(self, ready_only: bool = False) -> list[IndexEntry]:
         return self._manager.index(ready_only)
 
-    async def load_model(self, name: str) -> None:
-        self._manager.refuse_repository_change()
+    async def load_model(
+        self, name: str, config_json: str | None = None, files: Mapping[str, bytes] | None = None
+    ) -> None:
+        """Repository load: from disk, or with a JSON ModelConfig override and override files.
 
-    async def unload_model(self, name: str) -> None:
+        `files` maps paths inside the model folder (`<version>/<file>`, an optional `file:` prefix
+        is accepted) to their contents; they need `config_json`, as in Triton.
+        """
         self._manager.refuse_repository_change()
+        config = None
+        if config_json is not None:
+            try:
+                config = parse_json(config_json, f"for model '{name}'")
+            except InvalidInput as exc:
+                raise InternalError(f"failed to load '{name}', failed to poll from model repository") from exc
+        await self._manager.load(name, config=config, files=files)
+
+    async def unload_model(self, name: str, unload_dependents: bool = False) -> None:
+        self._manager.refuse_repository_change()
+        await self._manager.unload(name, unload_dependents=unload_dependents)
+
+    # --- traffic between versions (beyond Triton) ----------------------------------------
+    def model_traffic(self, name: str) -> dict[str, Any]:
+        """The effective traffic policy of a model's unversioned requests."""
+        policy, source, ready = self._manager.traffic(name)
+        return {"name": name, "ready_versions": [str(v) for v in ready], "source": source, **policy.to_json()}
+
+    def set_model_traffic(self, name: str, doc: Mapping[str, Any]) -> dict[str, Any]:
+        """Apply a traffic request: {"weights": {"1": 90, "2": 10} | null, "pin": "1" | null}.
+
+        A key that is absent is left alone; null clears the API setting (the config's applies again).
+        """
+        unknown = sorted(set(doc) - {"weights", "pin"})
+        if unknown:
+            raise InvalidInput(f"unexpected traffic setting(s) {unknown}; expected 'weights' and/or 'pin'")
+        weights: object = ...
+        pin: object = ...
+        if "weights" in doc:
+            weights = None if doc["weights"] is None else parse_weights(doc["weights"])
+        if "pin" in doc:
+            pin = None if doc["pin"] is None else parse_version_number(doc["pin"], "traffic pin")
+        self._manager.set_traffic(name, weights=weights, pin=pin)
+        return self.model_traffic(name)
 
     # --- inference -----------------------------------------------------------------------
-    async def infer(self, request: InferRequest) -> InferResponse:
-        """Validate, schedule and run one request; build its response from the model's outputs."""
-        if self._exiting:
+    async def infer(
+        self, request: InferRequest, traceparent: str | None = None, endpoint: str = "HTTP end point"
+    ) -> InferResponse:
+        """Validate, schedule and run one request; build its response from the model's outputs.
+
+        `traceparent` is the client's W3C trace context (frontends pass it only when
+        `self.tracing.active`); sampled requests are traced as children of it. `endpoint` names
+        the caller in the error for decoupled models, which only `infer_stream` serves.
+        """
+        bind_request_id(request.id)
+        if not self._started:
+            await self._startup_done.wait()
+        if self._draining:
             raise ModelUnavailable("Server exiting")
-        model = self._manager.acquire(request.model_name, request.model_version)
+        model = self._manager.acquire(request.model_name, request.model_version, route=True)
+        if model.spec.decoupled:
+            raise Unsupported(f"{endpoint} doesn't support models with decoupled transaction policy")
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("inference request for model '%s' version %d", model.name, model.version)
         normalize_request(request, model.spec)
+        regions = output_regions(self.shared_memory, request) if request.outputs else None
+        trace = (
+            self.tracing.begin(model.name, str(model.version), request.id, traceparent)
+            if self.tracing.active
+            else None
+        )
+        # No await between acquire and here: a version being retired sees this request in `inflight`.
         model.inflight += 1
+        self._inflight += 1
         try:
+            if trace is not None:
+                request.trace = trace
+                trace.queued()
             outputs = await model.scheduler.submit(request)
+            response = _build_response(request, model, outputs)
+            if regions:
+                write_output_regions(self.shared_memory, response, regions)
+        except BaseException as exc:
+            if trace is not None:
+                trace.finish(exc)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("inference on model '%s' version %d failed: %s", model.name, model.version, exc)
+            raise
         finally:
             model.inflight -= 1
-        return _build_response(request, model, outputs)
+            self._inflight -= 1
+        if trace is not None:
+            trace.finish()
+        return response
+
+    async def infer_stream(
+        self, request: InferRequest, empty_final_response: bool = False
+    ) -> AsyncIterator[StreamItem]:
+        """Run one request and yield its responses: exactly one for most models, 0..n for decoupled ones.
+
+        Each StreamItem carries a response or an error, and whether it is the request's last.
+        Errors found before the request runs (unknown model, invalid input) are raised.
+        `empty_final_response` (triton_enable_empty_final_response) adds an empty last response
+        when a decoupled model ends a request without data.
+        """
+        if not self._started:
+            await self._startup_done.wait()
+        if not self._manager.acquire(request.model_name, request.model_version).spec.decoupled:
+            yield StreamItem(await self.infer(request), True)  # infer routes between versions
+            return
+        bind_request_id(request.id)
+        if self._draining:
+            raise ModelUnavailable("Server exiting")
+        model = self._manager.acquire(request.model_name, request.model_version, route=True)
+        normalize_request(request, model.spec)
+        self._inflight += 1
+        try:
+            async for item in stream_decoupled(request, model, empty_final_response):
+                yield item
+        finally:
+            self._inflight -= 1
 
 
 def _build_response(request: InferRequest, model: ServedModel, outputs: dict[str, np.ndarray]) -> InferResponse:

@@ -10,10 +10,10 @@ STATUS: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.NOT_FOUND: (404, "NOT_FOUND"),
     ErrorCode.UNAVAILABLE: (503, "UNAVAILABLE"),
     ErrorCode.UNSUPPORTED: (501, "UNIMPLEMENTED"),
-    ErrorCode.ALREADY_EXISTS: (409, "ALREADY_EXISTS"),
+    ErrorCode.ALREADY_EXISTS: (400, "ALREADY_EXISTS"),
     ErrorCode.INTERNAL: (500, "INTERNAL"),
-    ErrorCode.UNKNOWN: (500, "UNKNOWN"),
-    ErrorCode.CANCELLED: (499, "CANCELLED"),
+    ErrorCode.UNKNOWN: (400, "UNKNOWN"),
+    ErrorCode.CANCELLED: (400, "CANCELLED"),
 }
 
 

@@ -1,7 +1,8 @@
 """Per-model-version statistics: Triton's statistics extension counters plus latency histograms.
 
 Schedulers record into a ModelStats; the statistics endpoints and the Prometheus collector read it.
-Recording is a handful of integer additions, cheap enough for every request.
+Recording is a handful of integer additions, cheap enough for every request; the histograms (the
+Prometheus metrics beyond Triton's) can be switched off per ModelStats.
 """
 
 from __future__ import annotations
@@ -11,25 +12,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-# Upper bounds (microseconds) of the latency histogram buckets; +Inf is implicit.
-LATENCY_BUCKETS_US: tuple[float, ...] = (
-    100,
-    250,
-    500,
-    1_000,
-    2_500,
-    5_000,
-    10_000,
-    25_000,
-    50_000,
-    100_000,
-    250_000,
-    500_000,
-    1_000_000,
-    2_500_000,
-    5_000_000,
+# Upper bounds (nanoseconds, integers: the clocks' unit, so recording needs no conversion) of the
+# latency histogram buckets, 50 µs to 10 s; +Inf is implicit.
+LATENCY_BUCKETS_NS: tuple[int, ...] = tuple(
+    us * 1000
+    for us in (
+        50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000,
+        100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000,
+    )
 )
-BATCH_SIZE_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+BATCH_SIZE_BUCKETS: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 @dataclass(slots=True)
@@ -49,16 +41,16 @@ class Duration:
 
 @dataclass(slots=True)
 class Histogram:
-    """Cumulative-at-read bucket counts with a sum, for one observed quantity."""
+    """Per-bucket counts (made cumulative when read) and a sum, for one observed integer quantity."""
 
-    bounds: tuple[float, ...]
+    bounds: tuple[int, ...]
     counts: list[int] = field(default_factory=list)
-    total: float = 0.0
+    total: int = 0
 
     def __post_init__(self) -> None:
         self.counts = [0] * (len(self.bounds) + 1)
 
-    def observe(self, value: float) -> None:
+    def observe(self, value: int) -> None:
         self.counts[bisect.bisect_left(self.bounds, value)] += 1
         self.total += value
 
@@ -92,7 +84,8 @@ class ExecutionTiming:
 class ModelStats:
     """Counters for one model version, in Triton's statistics-extension shape."""
 
-    def __init__(self) -> None:
+    def __init__(self, histograms: bool = True) -> None:
+        self.histograms = histograms
         self.success = Duration()
         self.fail = Duration()
         self.queue = Duration()
@@ -105,22 +98,24 @@ class ModelStats:
         self.batches: dict[int, BatchStats] = {}
         self.failures_by_reason: dict[str, int] = {"REJECTED": 0, "CANCELED": 0, "BACKEND": 0, "OTHER": 0}
         self.pending = 0
-        self.request_latency = Histogram(LATENCY_BUCKETS_US)
-        self.queue_latency = Histogram(LATENCY_BUCKETS_US)
-        self.compute_latency = Histogram(LATENCY_BUCKETS_US)
+        self.request_latency = Histogram(LATENCY_BUCKETS_NS)
+        self.queue_latency = Histogram(LATENCY_BUCKETS_NS)
+        self.compute_latency = Histogram(LATENCY_BUCKETS_NS)
         self.batch_size = Histogram(BATCH_SIZE_BUCKETS)
 
     def record_execution(self, batch_size: int, timing: ExecutionTiming) -> None:
-        """One backend execution of `batch_size` rows."""
+        """One backend execution of `batch_size` rows (Triton stamps last_inference here, not per request)."""
         self.execution_count += 1
+        self.last_inference_ms = max(self.last_inference_ms, time.time_ns() // 1_000_000)
         batch = self.batches.get(batch_size)
         if batch is None:
             batch = self.batches[batch_size] = BatchStats()
         batch.compute_input.add(timing.input_ns)
         batch.compute_infer.add(timing.infer_ns)
         batch.compute_output.add(timing.output_ns)
-        self.batch_size.observe(batch_size)
-        self.compute_latency.observe(timing.total_ns / 1000)
+        if self.histograms:
+            self.batch_size.observe(batch_size)
+            self.compute_latency.observe(timing.total_ns)
 
     def record_success(
         self, batch_size: int, request_ns: int, queue_ns: int, timing: ExecutionTiming
@@ -132,15 +127,14 @@ class ModelStats:
         self.compute_infer.add(timing.infer_ns)
         self.compute_output.add(timing.output_ns)
         self.inference_count += batch_size
-        self.last_inference_ms = time.time_ns() // 1_000_000
-        self.request_latency.observe(request_ns / 1000)
-        self.queue_latency.observe(queue_ns / 1000)
+        if self.histograms:
+            self.request_latency.observe(request_ns)
+            self.queue_latency.observe(queue_ns)
 
     def record_failure(self, request_ns: int, reason: str) -> None:
         """One request that failed after it was queued (timeout REJECTED, BACKEND, CANCELED, OTHER)."""
         self.fail.add(request_ns)
         self.failures_by_reason[reason] = self.failures_by_reason.get(reason, 0) + 1
-        self.last_inference_ms = time.time_ns() // 1_000_000
 
     def to_json(self, name: str, version: str) -> dict[str, Any]:
         """This version's entry of Triton's `model_stats` array."""

@@ -5,6 +5,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+# The reason of a version that was unloaded on purpose; such versions do not count against strict readiness.
+UNLOADED = "unloaded"
+
 
 class ModelState(enum.Enum):
     UNKNOWN = "UNKNOWN"

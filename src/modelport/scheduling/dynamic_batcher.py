@@ -12,6 +12,7 @@ deadline even while every instance is busy.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections import deque
 from typing import Any
@@ -64,7 +65,10 @@ class DynamicBatcher:
     def start(self) -> None:
         """Start the batching loop (needs a running event loop)."""
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self._model}")
+            # A fresh context: the loop must not inherit the first request's request id (log lines).
+            self._task = contextvars.Context().run(
+                asyncio.get_running_loop().create_task, self._run(), name=f"batcher-{self._model}"
+            )
 
     async def submit(self, request: InferRequest) -> Outputs:
         if self._stopped:
@@ -183,6 +187,9 @@ class DynamicBatcher:
                 self._stats.record_success(
                     item.batch_size, end - item.enqueue_ns, start - item.enqueue_ns, timing
                 )
+            trace = item.request.trace
+            if trace is not None:  # tracing hook: only sampled requests carry a trace
+                trace.computed(start, end, timing)
             self._complete(item, result)
         self._wake.set()
 

@@ -6,11 +6,25 @@ Tensors are numpy arrays, usually views of the request body; nothing here copies
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from modelport.errors import ModelportError
+
 Parameters = dict[str, Any]
+
+
+class ResponseSink(Protocol):
+    """Where a decoupled model sends the responses of one request; callable from any thread."""
+
+    def send(self, outputs: dict[str, np.ndarray] | None, error: ModelportError | None, final: bool) -> None:
+        """One response (outputs or error; both None for a bare FINAL flag); `final` ends the request."""
+        ...
+
+    def is_cancelled(self) -> bool:
+        """True once nobody waits for more responses."""
+        ...
 
 
 @dataclass(slots=True)
@@ -47,6 +61,10 @@ class InferRequest:
     binary_data_output: bool = False
     # Filled in by validation: the batch size this request contributes (1 for non-batching models).
     batch_size: int = 1
+    # Set by the core for decoupled models: where the model's responses go (see InferenceServer.infer_stream).
+    response_sink: ResponseSink | None = None
+    # Set by the core for sampled requests when tracing is on (observability.tracing.RequestTrace).
+    trace: Any = None
 
 
 @dataclass(slots=True)

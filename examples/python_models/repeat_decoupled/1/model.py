@@ -1,6 +1,7 @@
 """Streams IN responses per request through the request's response sender."""
 
 import numpy as np
+
 import triton_python_backend_utils as pb_utils
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelport.core.server import InferenceServer
 from modelport.errors import ModelportError, Unsupported
@@ -20,6 +22,7 @@ log = logging.getLogger(__name__)
 
 _MODEL = "/v2/models/{model}"
 _VERSIONED = "/v2/models/{model}/versions/{version:int}"
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 def _model_routes(prefix: str) -> list[Route]:
@@ -29,6 +32,18 @@ def _model_routes(prefix: str) -> list[Route]:
         Route(prefix + "/config", h.model_config, methods=["GET"]),
         Route(prefix + "/infer", h.infer, methods=["POST"]),
         Route(prefix + "/stats", h.model_statistics, methods=["GET"]),
+    ]
+
+
+def _shared_memory_routes(
+    prefix: str, status: Handler, register: Handler, unregister: Handler
+) -> list[Route]:
+    return [
+        Route(prefix + "/status", status, methods=["GET"]),
+        Route(prefix + "/region/{region}/status", status, methods=["GET"]),
+        Route(prefix + "/region/{region}/register", register, methods=["POST"]),
+        Route(prefix + "/unregister", unregister, methods=["POST"]),
+        Route(prefix + "/region/{region}/unregister", unregister, methods=["POST"]),
     ]
 
 
@@ -42,6 +57,14 @@ ROUTES = [
     Route("/v2/repository/index", h.repository_index, methods=["POST"]),
     Route("/v2/repository/models/{model}/load", h.repository_load, methods=["POST"]),
     Route("/v2/repository/models/{model}/unload", h.repository_unload, methods=["POST"]),
+    Route(_MODEL + "/traffic", h.model_traffic, methods=["GET", "POST"]),
+    Route("/v2/logging", h.log_settings, methods=["GET", "POST"]),
+    Route("/v2/trace/setting", h.trace_settings, methods=["GET", "POST"]),
+    Route(_MODEL + "/trace/setting", h.trace_settings, methods=["GET", "POST"]),
+    *_shared_memory_routes("/v2/systemsharedmemory", h.system_shm_status, h.system_shm_register,
+                           h.system_shm_unregister),
+    *_shared_memory_routes("/v2/cudasharedmemory", h.cuda_shm_status, h.cuda_shm_register,
+                           h.cuda_shm_unregister),
 ]
 
 
@@ -60,9 +83,49 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return h.json_response({"error": exc.detail}, status=exc.status_code)
 
 
-async def _unexpected_error(request: Request, exc: Exception) -> Response:
-    log.exception("internal error handling %s %s", request.method, request.url.path)
-    return h.json_response({"error": f"internal server error: {type(exc).__name__}: {exc}"}, status=500)
+class _InternalErrors:
+    """Answers an unexpected exception with a 500 `{"error": ...}` and keeps the connection open.
+
+    (Starlette's own catch-all re-raises after responding, which makes the server drop the
+    client's keep-alive connection.)
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def tracking_send(message: dict) -> None:  # type: ignore[type-arg]
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self._app(scope, receive, tracking_send)
+        except Exception as exc:
+            log.exception("internal error handling %s %s", scope.get("method"), scope.get("path"))
+            if started or scope["type"] != "http":
+                raise
+            body = {"error": f"internal server error: {type(exc).__name__}: {exc}"}
+            await h.json_response(body, status=500)(scope, receive, send)
+
+
+class _StartupGate:
+    """While the startup models load, only /v2/health/* answers; other requests wait for the load.
+
+    The frontends listen before the models are loaded so that liveness probes pass during a long
+    load; a request that comes early waits instead of seeing models half-loaded.
+    """
+
+    def __init__(self, app: ASGIApp, server: InferenceServer) -> None:
+        self._app = app
+        self._server = server
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self._server.started and scope["type"] == "http" and not scope["path"].startswith("/v2/health"):
+            await self._server.wait_started()
+        await self._app(scope, receive, send)
 
 
 def create_http_app(server: InferenceServer) -> Starlette:
@@ -72,8 +135,9 @@ def create_http_app(server: InferenceServer) -> Starlette:
         exception_handlers={
             ModelportError: _modelport_error,
             HTTPException: _http_error,
-            Exception: _unexpected_error,
         },
     )
     app.state.server = server
+    app.add_middleware(_InternalErrors)
+    app.add_middleware(_StartupGate, server=server)
     return app

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import base64
+import binascii
+from typing import Any, TypeGuard
 
 import orjson
 from starlette.requests import Request
@@ -11,7 +13,7 @@ from starlette.responses import Response
 from modelport.codecs import json_v2
 from modelport.codecs.binary import parse_header_length
 from modelport.core.server import InferenceServer
-from modelport.errors import InvalidInput
+from modelport.errors import InternalError, InvalidInput
 from modelport.frontends.http.body import choose_encoding, compress, decompress, read_body
 
 _EMPTY_OK = Response(status_code=200)
@@ -69,8 +71,13 @@ async def infer(request: Request) -> Response:
     limit = server.settings.http_max_input_size
     body = decompress(await read_body(request, limit), request.headers.get("content-encoding"), limit)
     header_length = parse_header_length(request.headers.get("inference-header-content-length"))
-    infer_request = json_v2.decode_request(body, header_length, name, version)
-    response = await server.infer(infer_request)
+    spec = server.model_spec(name, version)  # an unknown model is 404 before its body is looked at
+    if header_length == 0:
+        infer_request = json_v2.decode_raw_request(body, spec, version)
+    else:
+        infer_request = json_v2.decode_request(body, header_length, name, version, shm=server.shared_memory)
+    traceparent = request.headers.get("traceparent") if server.tracing.active else None
+    response = await server.infer(infer_request, traceparent)
     payload, json_length = json_v2.encode_response(response, infer_request)
     headers: dict[str, str] = {}
     media_type = "application/json"
@@ -84,6 +91,26 @@ async def infer(request: Request) -> Response:
     return Response(payload, headers=headers, media_type=media_type)
 
 
+async def log_settings(request: Request) -> Response:
+    server = _server(request)
+    if request.method == "GET":
+        return json_response(server.log_settings())
+    return json_response(server.update_log_settings(await _settings_body(request)))
+
+
+async def trace_settings(request: Request) -> Response:
+    server = _server(request)
+    model = request.path_params.get("model", "")
+    if request.method == "GET":
+        return json_response(server.trace_settings(model))
+    return json_response(server.update_trace_settings(model, await _settings_body(request)))
+
+
+async def _settings_body(request: Request) -> dict[str, Any]:
+    body = await read_body(request, 1 << 20)
+    return _json_object(body) if body.strip() else {}
+
+
 async def repository_index(request: Request) -> Response:
     body = await read_body(request, 1 << 20)
     ready_only = False
@@ -95,13 +122,95 @@ async def repository_index(request: Request) -> Response:
 
 
 async def repository_load(request: Request) -> Response:
-    await _server(request).load_model(request.path_params["model"])
+    server = _server(request)
+    name = request.path_params["model"]
+    parameters = _repository_parameters(await read_body(request, server.settings.http_max_input_size))
+    config: str | None = None
+    files: dict[str, bytes] = {}
+    for key, value in parameters.items():
+        if key == "config":
+            config = value if isinstance(value, str) else orjson.dumps(value).decode()
+        elif key.startswith("file:") and isinstance(value, str):
+            try:
+                files[key] = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                raise InvalidInput(f"failed to load '{name}': '{key}' is not valid base64") from None
+        else:
+            raise InternalError("unexpected error on creating Triton parameter")
+    await server.load_model(name, config, files or None)
     return Response(status_code=200)
 
 
 async def repository_unload(request: Request) -> Response:
-    await _server(request).unload_model(request.path_params["model"])
+    parameters = _repository_parameters(await read_body(request, 1 << 20))
+    dependents = parameters.get("unload_dependents", False)
+    if not isinstance(dependents, bool):
+        raise InvalidInput("'unload_dependents' must be a boolean")
+    await _server(request).unload_model(request.path_params["model"], unload_dependents=dependents)
     return Response(status_code=200)
+
+
+def _repository_parameters(body: bytes) -> dict[str, Any]:
+    """The `parameters` object of a repository load/unload body (the body may be empty)."""
+    if not body.strip():
+        return {}
+    parameters = _json_object(body).get("parameters", {})
+    if not isinstance(parameters, dict):
+        raise InvalidInput("'parameters' must be a JSON object")
+    return parameters
+
+
+async def model_traffic(request: Request) -> Response:
+    """Beyond Triton: GET shows, POST changes how unversioned requests are split between versions."""
+    server = _server(request)
+    name = request.path_params["model"]
+    if request.method == "GET":
+        return json_response(server.model_traffic(name))
+    doc = _json_object(await read_body(request, 1 << 20))
+    return json_response(server.set_model_traffic(name, doc))
+
+
+async def system_shm_status(request: Request) -> Response:
+    regions = _server(request).shared_memory.system_status(request.path_params.get("region", ""))
+    return json_response([r.to_json() for r in regions])
+
+
+async def system_shm_register(request: Request) -> Response:
+    doc = _json_object(await read_body(request, 1 << 20))
+    key, offset, byte_size = doc.get("key"), doc.get("offset", 0), doc.get("byte_size")
+    if not isinstance(key, str) or not _is_count(offset) or not _is_count(byte_size):
+        raise InvalidInput(
+            "system shared memory register request must have a string 'key' and non-negative integer "
+            "'byte_size' (and optionally 'offset')"
+        )
+    _server(request).shared_memory.register_system(request.path_params["region"], key, offset, byte_size)
+    return Response(status_code=200)
+
+
+async def system_shm_unregister(request: Request) -> Response:
+    _server(request).shared_memory.unregister_system(request.path_params.get("region", ""))
+    return Response(status_code=200)
+
+
+async def cuda_shm_status(request: Request) -> Response:
+    regions = _server(request).shared_memory.cuda_status(request.path_params.get("region", ""))
+    return json_response([r.to_json() for r in regions])
+
+
+async def cuda_shm_register(request: Request) -> Response:
+    doc = _json_object(await read_body(request, 1 << 20))
+    device_id, byte_size = doc.get("device_id", 0), doc.get("byte_size", 0)
+    _server(request).shared_memory.register_cuda(request.path_params["region"], device_id, byte_size)
+    return Response(status_code=200)
+
+
+async def cuda_shm_unregister(request: Request) -> Response:
+    _server(request).shared_memory.unregister_cuda(request.path_params.get("region", ""))
+    return Response(status_code=200)
+
+
+def _is_count(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

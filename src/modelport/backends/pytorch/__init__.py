@@ -1,0 +1,1 @@
+"""PyTorch backend: TorchScript models (model.pt); needs the optional torch dependency."""

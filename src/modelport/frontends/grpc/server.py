@@ -1,0 +1,92 @@
+"""GrpcServer: the grpc.aio server on the process's event loop, with its limits, TLS and keepalive."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from modelport.config.settings import ServerSettings
+from modelport.core.server import InferenceServer
+from modelport.frontends.grpc.servicer import InferenceServicer
+from modelport.protocol import service_pb2_grpc
+
+
+def channel_options(settings: ServerSettings) -> list[tuple[str, Any]]:
+    """grpc core arguments from the settings (keepalive names and defaults are Triton's)."""
+    options: list[tuple[str, Any]] = [
+        ("grpc.max_receive_message_length", settings.grpc_max_receive_message_size),
+        ("grpc.max_send_message_length", settings.grpc_max_send_message_size),
+        # A busy port must fail the start, not be silently shared with another process.
+        ("grpc.so_reuseport", 0),
+        ("grpc.keepalive_time_ms", settings.grpc_keepalive_time),
+        ("grpc.keepalive_timeout_ms", settings.grpc_keepalive_timeout),
+        ("grpc.keepalive_permit_without_calls", int(settings.grpc_keepalive_permit_without_calls)),
+        ("grpc.http2.max_pings_without_data", settings.grpc_http2_max_pings_without_data),
+        (
+            "grpc.http2.min_recv_ping_interval_without_data_ms",
+            settings.grpc_http2_min_recv_ping_interval_without_data,
+        ),
+        ("grpc.http2.max_ping_strikes", settings.grpc_http2_max_ping_strikes),
+    ]
+    if settings.grpc_max_connection_age > 0:
+        options.append(("grpc.max_connection_age_ms", settings.grpc_max_connection_age))
+    if settings.grpc_max_connection_age_grace > 0:
+        options.append(("grpc.max_connection_age_grace_ms", settings.grpc_max_connection_age_grace))
+    return options
+
+
+def server_credentials(settings: ServerSettings) -> grpc.ServerCredentials | None:
+    """TLS credentials from the certificate files, or None for a plaintext port."""
+    if not (settings.grpc_use_ssl or settings.grpc_use_ssl_mutual):
+        return None
+    key = Path(settings.grpc_server_key).read_bytes()
+    cert = Path(settings.grpc_server_cert).read_bytes()
+    root = Path(settings.grpc_root_cert).read_bytes() if settings.grpc_root_cert else None
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=root, require_client_auth=settings.grpc_use_ssl_mutual
+    )
+
+
+def listen_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class GrpcServer:
+    """Serves GRPCInferenceService for `server`; start() binds and starts, stop() drains."""
+
+    def __init__(self, server: InferenceServer, settings: ServerSettings) -> None:
+        self._server = server
+        self._settings = settings
+        self._grpc: grpc.aio.Server | None = None
+        self.port = settings.grpc_port
+
+    @property
+    def address(self) -> str:
+        return listen_address(self._settings.grpc_address, self.port)
+
+    async def start(self) -> None:
+        """Bind and start serving; OSError when the address cannot be bound or TLS files are unreadable."""
+        settings = self._settings
+        credentials = server_credentials(settings)
+        server = grpc.aio.server(options=channel_options(settings))
+        service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self._server), server)
+        address = listen_address(settings.grpc_address, settings.grpc_port)
+        try:
+            if credentials is None:
+                self.port = server.add_insecure_port(address)
+            else:
+                self.port = server.add_secure_port(address, credentials)
+        except RuntimeError as exc:
+            raise OSError(f"cannot bind {address}: {exc}") from None
+        if self.port == 0:  # older grpcio reports a failed bind this way
+            raise OSError(f"cannot bind {address}")
+        await server.start()
+        self._grpc = server
+
+    async def stop(self, grace: float) -> None:
+        """Refuse new RPCs, give running ones `grace` seconds, then cancel what remains."""
+        if self._grpc is not None:
+            await self._grpc.stop(grace)
+            self._grpc = None

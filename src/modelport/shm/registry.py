@@ -1,0 +1,172 @@
+"""SharedMemoryRegistry: the POSIX shared-memory regions clients registered, mapped into this process.
+
+Regions are opened with shm_open and mapped once at registration; inputs are read as views of the
+mapping and outputs are written into it. CUDA regions are refused: this server has no CUDA IPC.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+from dataclasses import dataclass, field
+
+from modelport.errors import (
+    AlreadyExists,
+    ErrorCode,
+    InternalError,
+    InvalidInput,
+    ModelportError,
+    Unsupported,
+)
+from modelport.shm.params import SharedMemoryRef
+
+try:  # the module multiprocessing.shared_memory is built on; absent on Windows
+    import _posixshmem
+except ImportError:  # pragma: no cover - POSIX only
+    _posixshmem = None
+
+
+@dataclass(frozen=True, slots=True)
+class RegionStatus:
+    """One registered system region as the status APIs report it."""
+
+    name: str
+    key: str
+    offset: int
+    byte_size: int
+
+    def to_json(self) -> dict[str, str | int]:
+        return {"name": self.name, "key": self.key, "offset": self.offset, "byte_size": self.byte_size}
+
+
+@dataclass(slots=True, eq=False)
+class _Region:
+    status: RegionStatus
+    mapping: mmap.mmap
+    view: memoryview = field(repr=False)  # exactly [offset, offset + byte_size) of the shm object
+
+    def close(self) -> None:
+        # Arrays still viewing the region (a request in flight) keep the mapping alive: it is
+        # unmapped when the last of them goes away, like Triton's deferred unregister.
+        self.view.release()
+        with contextlib.suppress(BufferError):
+            self.mapping.close()
+
+
+class SharedMemoryRegistry:
+    """Registered regions by name; the namespace Triton shares between system and CUDA regions."""
+
+    def __init__(self) -> None:
+        self._regions: dict[str, _Region] = {}
+
+    # --- system regions ------------------------------------------------------------------
+    def register_system(self, name: str, key: str, offset: int, byte_size: int) -> None:
+        """Open `key` and map `[offset, offset + byte_size)` of it under `name`."""
+        if not name:
+            raise InvalidInput("failed to register shared memory region: a region name is required")
+        if name in self._regions:
+            raise AlreadyExists(f"shared memory region '{name}' already in manager")
+        if _posixshmem is None:  # pragma: no cover - POSIX only
+            raise Unsupported("Shared memory feature is currently not supported on this platform")
+        if offset < 0 or byte_size <= 0:
+            raise InvalidInput(
+                f"failed to register shared memory region '{name}': invalid args "
+                f"(offset must be >= 0 and byte_size > 0, got offset {offset}, byte_size {byte_size})"
+            )
+        try:
+            fd = _posixshmem.shm_open(key, os.O_RDWR, mode=0o600)
+        except OSError:
+            raise InternalError(f"Unable to open shared memory region: '{key}'") from None
+        try:
+            size = os.fstat(fd).st_size
+            if offset + byte_size > size:
+                raise InvalidInput(
+                    f"failed to register shared memory region '{name}': invalid args "
+                    f"(offset {offset} + byte_size {byte_size} exceeds the {size} bytes of '{key}')"
+                )
+            start = offset - offset % mmap.ALLOCATIONGRANULARITY
+            mapping = mmap.mmap(fd, offset + byte_size - start, offset=start)
+        except OSError as exc:
+            raise InvalidInput(f"failed to register shared memory region '{name}': {exc}") from None
+        finally:
+            os.close(fd)
+        view = memoryview(mapping)[offset - start :]
+        self._regions[name] = _Region(RegionStatus(name, key, offset, byte_size), mapping, view)
+
+    def unregister_system(self, name: str = "") -> None:
+        """Drop one region, or every region when `name` is empty; unknown names are fine."""
+        names = [name] if name else list(self._regions)
+        for region_name in names:
+            region = self._regions.pop(region_name, None)
+            if region is not None:
+                region.close()
+
+    def system_status(self, name: str = "") -> list[RegionStatus]:
+        """Every region, or the one called `name` (NOT_FOUND when unknown)."""
+        if not name:
+            return [r.status for r in self._regions.values()]
+        region = self._regions.get(name)
+        if region is None:
+            raise ModelportError(f"Unable to find system shared memory region: '{name}'", ErrorCode.NOT_FOUND)
+        return [region.status]
+
+    def close(self) -> None:
+        self.unregister_system()
+
+    # --- CUDA regions --------------------------------------------------------------------
+    def register_cuda(self, name: str, device_id: int, byte_size: int) -> None:
+        raise Unsupported(
+            f"failed to register CUDA shared memory region '{name}': CUDA shared memory is not supported "
+            f"on this server (no CUDA IPC); use system shared memory instead"
+        )
+
+    def cuda_status(self, name: str = "") -> list[RegionStatus]:
+        """Always empty: no CUDA region can be registered here."""
+        if not name:
+            return []
+        if name in self._regions:
+            raise ModelportError(
+                f"The region named '{name}' is registered as system shared memory, not CUDA shared memory",
+                ErrorCode.NOT_FOUND,
+            )
+        raise ModelportError(f"Unable to find cuda shared memory region: '{name}'", ErrorCode.NOT_FOUND)
+
+    def unregister_cuda(self, name: str = "") -> None:
+        """Nothing to drop: no CUDA region can be registered here."""
+
+    # --- tensor data ---------------------------------------------------------------------
+    def read(self, ref: SharedMemoryRef) -> memoryview:
+        """A read-only view of the `ref.byte_size` bytes an input points at (bounds-checked)."""
+        return self._slice(ref).toreadonly()
+
+    def check(self, ref: SharedMemoryRef) -> None:
+        """Bounds-check a reference before inference, so a bad output region fails the request early."""
+        self._slice(ref).release()
+
+    def write(self, ref: SharedMemoryRef, data: bytes | memoryview, tensor: str) -> None:
+        """Copy an output's bytes to where `ref` points; INVALID_ARG when they do not fit."""
+        if len(data) > ref.byte_size:
+            raise InvalidInput(
+                f"shared memory size specified with the request for output '{tensor}' ({ref.byte_size} "
+                f"bytes) should be at least {len(data)} bytes to hold the results"
+            )
+        with self._slice(ref) as target:
+            target[: len(data)] = data
+
+    def _slice(self, ref: SharedMemoryRef) -> memoryview:
+        region = self._regions.get(ref.region)
+        if region is None:
+            raise InvalidInput(f"Unable to find shared memory region: '{ref.region}'")
+        size = region.status.byte_size
+        if ref.offset >= size:
+            raise InvalidInput(
+                f"Invalid offset for shared memory region: '{ref.region}' "
+                f"(offset {ref.offset}, region size {size} bytes)"
+            )
+        if ref.offset + ref.byte_size > size:
+            raise InvalidInput(
+                f"Invalid offset + byte size for shared memory region: '{ref.region}' "
+                f"(offset {ref.offset} + byte size {ref.byte_size} exceeds the region's {size} bytes)"
+            )
+        return region.view[ref.offset : ref.offset + ref.byte_size]

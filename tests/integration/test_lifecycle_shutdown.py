@@ -1,0 +1,151 @@
+"""Graceful shutdown: SIGTERM while requests are queued and running.
+
+Readiness turns false and new inference gets 503 at once, while every request already queued or
+running completes; then the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import tritonclient.http as httpclient
+import tritonclient.http.aio as aiohttpclient
+from onnx import TensorProto, helper, numpy_helper
+
+from support.server import ServerProcess, http_status
+
+WIDTH = 256
+MATMULS = 12
+CONFIG = """
+name: "slowish"
+platform: "onnxruntime_onnx"
+max_batch_size: 4
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 1 ] } ]
+instance_group [ { count: 1 kind: KIND_CPU } ]
+parameters { key: "intra_op_thread_count" value { string_value: "1" } }
+"""
+
+
+def slowish_model() -> onnx.ModelProto:
+    """OUTPUT0 = sum over a [R, 256] matrix pushed through MATMULS identity matmuls: time grows with R."""
+    initializers = [
+        numpy_helper.from_array(np.eye(WIDTH, dtype=np.float32), "eye"),
+        numpy_helper.from_array(np.ones((1, WIDTH), dtype=np.float32), "ones"),
+        numpy_helper.from_array(np.array([2], dtype=np.int64), "axis2"),
+        numpy_helper.from_array(np.array([1, 2], dtype=np.int64), "axes12"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
+    ]
+    nodes = [
+        helper.make_node("Unsqueeze", ["INPUT0", "axis2"], ["column"]),
+        helper.make_node("Mul", ["column", "ones"], ["h0"]),
+    ]
+    nodes += [helper.make_node("MatMul", [f"h{i}", "eye"], [f"h{i + 1}"]) for i in range(MATMULS)]
+    nodes += [
+        helper.make_node("ReduceSum", [f"h{MATMULS}", "axes12"], ["total"], keepdims=0),
+        helper.make_node("Unsqueeze", ["total", "axis1"], ["OUTPUT0"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "slowish",
+        [helper.make_tensor_value_info("INPUT0", TensorProto.FLOAT, ["batch", "r"])],
+        [helper.make_tensor_value_info("OUTPUT0", TensorProto.FLOAT, ["batch", 1])],
+        initializer=initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    (tmp_path / "repo" / "slowish" / "1").mkdir(parents=True)
+    (tmp_path / "repo" / "slowish" / "1" / "model.onnx").write_bytes(slowish_model().SerializeToString())
+    (tmp_path / "repo" / "slowish" / "config.pbtxt").write_text(CONFIG)
+    return tmp_path / "repo"
+
+
+def request_input(rows: int, module: object = aiohttpclient) -> object:
+    tensor = module.InferInput("INPUT0", [1, rows], "FP32")  # type: ignore[attr-defined]
+    tensor.set_data_from_numpy(np.ones((1, rows), dtype=np.float32))
+    return tensor
+
+
+def time_one_request(server: ServerProcess, rows: int) -> float:
+    client = httpclient.InferenceServerClient(server.url)
+    try:
+        client.infer("slowish", [request_input(rows, httpclient)])  # warm
+        start = time.perf_counter()
+        client.infer("slowish", [request_input(rows, httpclient)])
+        return time.perf_counter() - start
+    finally:
+        client.close()
+
+
+async def run_drain(
+    server: ServerProcess, rows: int, count: int
+) -> tuple[list[object], int | None, int | None, str]:
+    client = aiohttpclient.InferenceServerClient(server.url, conn_limit=count + 4)
+    try:
+        calls = [asyncio.ensure_future(client.infer("slowish", [request_input(rows)])) for _ in range(count)]
+        await asyncio.sleep(0.15)  # the first is running, the rest are queued behind it
+        os.kill(server.pid, signal.SIGTERM)
+        await asyncio.sleep(0.05)
+        ready = await asyncio.to_thread(http_status, f"{server.base_url}/v2/health/ready")
+        live = await asyncio.to_thread(http_status, f"{server.base_url}/v2/health/live")
+        try:
+            await client.infer("slowish", [request_input(4)])
+            late = "accepted"
+        except Exception as exc:
+            late = str(exc)
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        return list(results), ready, live, late
+    finally:
+        await client.close()
+
+
+def test_sigterm_drains_queued_and_running_requests(repo: Path, tmp_path: Path) -> None:
+    server = ServerProcess(repo, tmp_path / "shutdown.log", ("--exit-timeout-secs=20",))
+    server.start()
+    try:
+        rows = 64
+        while time_one_request(server, rows) < 0.1 and rows < 8192:
+            rows *= 2
+        count = 10  # about a second of work queued behind one instance
+        results, ready, live, late = asyncio.run(run_drain(server, rows, count))
+        assert server.process is not None
+        code = server.process.wait(timeout=30)
+    except BaseException:
+        server.kill()
+        raise
+    failures = [r for r in results if isinstance(r, BaseException)]
+    print(f"\nSIGTERM drain: {count} in flight, {len(failures)} failed; late request: {late}")
+    assert failures == [], failures
+    expected = rows * WIDTH
+    assert all(float(r.as_numpy("OUTPUT0")[0, 0]) == expected for r in results)  # type: ignore[union-attr]
+    assert ready == 400  # not ready while draining
+    assert live == 200  # but alive: probes must not kill a draining pod
+    assert "Server exiting" in late or "503" in late
+    assert code == 0, server.log()
+    assert "shutting down" in server.log()
+
+
+def test_sigterm_with_nothing_in_flight_exits_at_once(repo: Path, tmp_path: Path) -> None:
+    server = ServerProcess(repo, tmp_path / "idle.log", ("--exit-timeout-secs=20",))
+    server.start()
+    start = time.monotonic()
+    try:
+        code = server.stop(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        raise
+    assert code == 0
+    assert time.monotonic() - start < 5
