@@ -277,9 +277,14 @@ async def run_level(args, info, concurrency, inputs, outputs) -> dict:
     if pending:
         await asyncio.gather(*pending, return_exceptions=True)
         log(f"cancelled {len(pending)} worker(s) stuck past the deadline")
-    if not monitor.done():
+    # Workers can all finish just before the monitor wakes at win_end: let it
+    # take its closing sample rather than cancelling it.
+    if abort_time:
         monitor.cancel()
-        await asyncio.gather(monitor, return_exceptions=True)
+    try:
+        await asyncio.wait_for(monitor, timeout=max(1.0, win_end - now() + 1.0))
+    except (asyncio.TimeoutError, asyncio.CancelledError):
+        pass
     await client.close()
 
     window = args.seconds

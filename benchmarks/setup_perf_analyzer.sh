@@ -14,6 +14,8 @@
 #   PYTHON         interpreter used for pip (default: .venv/bin/python, else python3)
 #   PA_TRITONCLIENT_VERSION                 (default: 2.51.0)
 #   PA_CUDART_SPEC pip requirement for cudart (default: nvidia-cuda-runtime-cu12)
+#   PA_PRIVATE_LIBB64=1  never touch the system: unpack libb64 from the .deb
+#                  into $PA_TOOLS_DIR/lib (what non-root users get anyway)
 #
 # Result: $PA_TOOLS_DIR/perf_analyzer, a wrapper that sets LD_LIBRARY_PATH and
 # execs the real binary ($PA_TOOLS_DIR/bin/perf_analyzer).
@@ -82,12 +84,33 @@ else
 fi
 
 # ---------------------------------------------------------------- 2. libb64
+# Private copy from the Debian package; `apt-get download` needs no root.
+private_libb64() {
+    if ! command -v apt-get >/dev/null || ! command -v dpkg-deb >/dev/null; then
+        log "no apt-get/dpkg-deb: install libb64.so.0d (Debian/Ubuntu package libb64-0d) yourself"
+        return 0
+    fi
+    local tmpd
+    tmpd="$(mktemp -d)"
+    if (cd "$tmpd" && apt-get download libb64-0d >/dev/null 2>&1); then
+        dpkg-deb -x "$tmpd"/libb64-0d_*.deb "$tmpd/x"
+        cp -a "$tmpd"/x/usr/lib/*/libb64.so.0d* "$tools/lib/"
+        b64_dir="$tools/lib"
+        log "unpacked libb64.so.0d from the .deb into $tools/lib"
+    else
+        log "could not 'apt-get download libb64-0d' (no package lists?); as root: apt-get install -y libb64-0d"
+    fi
+    rm -rf "$tmpd"
+}
+
 b64_dir=""
-if ldconfig -p 2>/dev/null | grep -q 'libb64\.so\.0d'; then
-    log "libb64.so.0d found in the system loader cache"
-elif [[ -e "$tools/lib/libb64.so.0d" ]]; then
+if [[ -e "$tools/lib/libb64.so.0d" ]]; then
     b64_dir="$tools/lib"
     log "libb64.so.0d found in $tools/lib"
+elif [[ -n "${PA_PRIVATE_LIBB64:-}" ]]; then
+    private_libb64
+elif ldconfig -p 2>/dev/null | grep -q 'libb64\.so\.0d'; then
+    log "libb64.so.0d found in the system loader cache"
 elif [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
     log "installing libb64-0d with apt-get"
     if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q libb64-0d >/dev/null; then
@@ -96,21 +119,8 @@ elif [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q libb64-0d >/dev/null
     fi
 else
-    # Not root: skip the system install. Try a private copy from the .deb
-    # (`apt-get download` needs no privileges), else tell the user.
-    log "not root (or no apt-get): skipping 'apt-get install libb64-0d'"
-    if command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null; then
-        tmpd="$(mktemp -d)"
-        if (cd "$tmpd" && apt-get download libb64-0d >/dev/null 2>&1); then
-            dpkg-deb -x "$tmpd"/libb64-0d_*.deb "$tmpd/x"
-            cp -a "$tmpd"/x/usr/lib/*/libb64.so.0d* "$tools/lib/"
-            b64_dir="$tools/lib"
-            log "unpacked libb64.so.0d from the .deb into $tools/lib"
-        else
-            log "could not 'apt-get download libb64-0d'; install it as root (apt-get install -y libb64-0d)"
-        fi
-        rm -rf "$tmpd"
-    fi
+    log "not root (or no apt-get): skipping 'apt-get install libb64-0d'; trying a private copy"
+    private_libb64
 fi
 
 # ---------------------------------------------------------------- 3. cudart
