@@ -22,6 +22,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -e ".[dev]"
+	@# The PyTorch backend's tests need torch; take the CPU build only where a local wheel exists
+	@# (never the multi-GB CUDA build from the index). Without it those tests skip.
+	if $(PIP) install --quiet --dry-run --no-index --no-deps torch==2.13.0 >/dev/null 2>&1; then \
+		$(PIP) install --quiet torch==2.13.0; \
+	else echo "no local CPU torch wheel: PyTorch backend tests will be skipped"; fi
 	touch $@
 
 .PHONY: install
