@@ -86,8 +86,12 @@ def infer_both(
     **kwargs: Any,
 ) -> tuple[Any, Any]:
     """The same request over gRPC and HTTP (binary data)."""
-    g_outputs = [grpcclient.InferRequestedOutput(n, class_count=class_count) for n in outputs] if outputs else None
-    h_outputs = [httpclient.InferRequestedOutput(n, class_count=class_count) for n in outputs] if outputs else None
+    g_outputs = (
+        [grpcclient.InferRequestedOutput(n, class_count=class_count) for n in outputs] if outputs else None
+    )
+    h_outputs = (
+        [httpclient.InferRequestedOutput(n, class_count=class_count) for n in outputs] if outputs else None
+    )
     g = gc.infer(model, make_inputs(grpcclient, arrays), outputs=g_outputs, **kwargs)
     h = hc.infer(model, make_inputs(httpclient, arrays), outputs=h_outputs, **kwargs)
     return g, h
@@ -133,7 +137,9 @@ class TestHealthAndMetadata:
         assert {"classification", "model_repository", "system_shared_memory"} <= set(meta["extensions"])
         assert "cuda_shared_memory" not in meta["extensions"]
 
-    @pytest.mark.parametrize("model", ["add_sub", "string_identity", "nobatch", "classifier", "simple_noconfig"])
+    @pytest.mark.parametrize(
+        "model", ["add_sub", "string_identity", "nobatch", "classifier", "simple_noconfig"]
+    )
     def test_model_metadata_matches_http(
         self, gc: grpcclient.InferenceServerClient, hc: httpclient.InferenceServerClient, model: str
     ) -> None:
@@ -142,8 +148,14 @@ class TestHealthAndMetadata:
         assert meta.name == expected["name"]
         assert list(meta.versions) == expected["versions"]
         assert meta.platform == expected["platform"]
-        for got, want in zip(list(meta.inputs) + list(meta.outputs), expected["inputs"] + expected["outputs"]):
-            assert (got.name, got.datatype, list(got.shape)) == (want["name"], want["datatype"], want["shape"])
+        for got, want in zip(
+            list(meta.inputs) + list(meta.outputs), expected["inputs"] + expected["outputs"], strict=True
+        ):
+            assert (got.name, got.datatype, list(got.shape)) == (
+                want["name"],
+                want["datatype"],
+                want["shape"],
+            )
 
     def test_model_metadata_batch_dim(self, gc: grpcclient.InferenceServerClient) -> None:
         meta = gc.get_model_metadata("add_sub")
@@ -184,14 +196,18 @@ class TestHealthAndMetadata:
         assert g.message() == h.message()
 
     def test_non_numeric_version(self, stub: Any) -> None:
-        error = rpc_error(lambda: stub.ModelMetadata(service_pb2.ModelMetadataRequest(name="add_sub", version="x")))
+        error = rpc_error(
+            lambda: stub.ModelMetadata(service_pb2.ModelMetadataRequest(name="add_sub", version="x"))
+        )
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "version string 'x'" in error.details()
 
 
 # --- inference ----------------------------------------------------------------------------------
 class TestInfer:
-    def test_add_sub(self, gc: grpcclient.InferenceServerClient, hc: httpclient.InferenceServerClient) -> None:
+    def test_add_sub(
+        self, gc: grpcclient.InferenceServerClient, hc: httpclient.InferenceServerClient
+    ) -> None:
         a = RNG.normal(size=(3, 16)).astype(np.float32)
         b = RNG.normal(size=(3, 16)).astype(np.float32)
         g, h = infer_both(gc, hc, "add_sub", {"INPUT0": ("FP32", a), "INPUT1": ("FP32", b)})
@@ -228,7 +244,9 @@ class TestInfer:
     def test_request_id_echoed(self, gc: grpcclient.InferenceServerClient) -> None:
         a = np.zeros((1, 16), np.float32)
         result = gc.infer(
-            "add_sub", make_inputs(grpcclient, {"INPUT0": ("FP32", a), "INPUT1": ("FP32", a)}), request_id="r-42"
+            "add_sub",
+            make_inputs(grpcclient, {"INPUT0": ("FP32", a), "INPUT1": ("FP32", a)}),
+            request_id="r-42",
         )
         assert result.get_response().id == "r-42"
         plain = gc.infer("add_sub", make_inputs(grpcclient, {"INPUT0": ("FP32", a), "INPUT1": ("FP32", a)}))
@@ -245,10 +263,14 @@ class TestInfer:
         )
         np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a * 2)
 
-    def test_output_subset(self, gc: grpcclient.InferenceServerClient, hc: httpclient.InferenceServerClient) -> None:
+    def test_output_subset(
+        self, gc: grpcclient.InferenceServerClient, hc: httpclient.InferenceServerClient
+    ) -> None:
         a = RNG.normal(size=(1, 16)).astype(np.float32)
         b = RNG.normal(size=(1, 16)).astype(np.float32)
-        g, h = infer_both(gc, hc, "add_sub", {"INPUT0": ("FP32", a), "INPUT1": ("FP32", b)}, outputs=["OUTPUT1"])
+        g, h = infer_both(
+            gc, hc, "add_sub", {"INPUT0": ("FP32", a), "INPUT1": ("FP32", b)}, outputs=["OUTPUT1"]
+        )
         assert [o.name for o in g.get_response().outputs] == ["OUTPUT1"]
         assert g.as_numpy("OUTPUT0") is None
         np.testing.assert_array_equal(g.as_numpy("OUTPUT1"), h.as_numpy("OUTPUT1"))
@@ -256,8 +278,12 @@ class TestInfer:
     def test_classification_with_labels(
         self, gc: grpcclient.InferenceServerClient, hc: httpclient.InferenceServerClient
     ) -> None:
-        logits = np.array([[0.1, 3.0, 0.5, 0, 0, 0, 0, 0, 0, 2.0], [5.0, 0, 0, 0, 0, 0, 0, 0, 0, 1.0]], np.float32)
-        g, h = infer_both(gc, hc, "classifier", {"INPUT0": ("FP32", logits)}, outputs=["OUTPUT0"], class_count=3)
+        logits = np.array(
+            [[0.1, 3.0, 0.5, 0, 0, 0, 0, 0, 0, 2.0], [5.0, 0, 0, 0, 0, 0, 0, 0, 0, 1.0]], np.float32
+        )
+        g, h = infer_both(
+            gc, hc, "classifier", {"INPUT0": ("FP32", logits)}, outputs=["OUTPUT0"], class_count=3
+        )
         out = g.as_numpy("OUTPUT0")
         assert g.get_output("OUTPUT0").datatype == "BYTES"
         assert list(g.get_output("OUTPUT0").shape) == [2, 3]
@@ -285,7 +311,9 @@ class TestInfer:
         )
         assert result.as_numpy("OUTPUT0").tolist() == [[b"15.000000:15", b"14.000000:14"]]
 
-    def test_versions(self, gc: grpcclient.InferenceServerClient, hc: httpclient.InferenceServerClient) -> None:
+    def test_versions(
+        self, gc: grpcclient.InferenceServerClient, hc: httpclient.InferenceServerClient
+    ) -> None:
         x = np.zeros((1, 4), np.float32)
         for version in ("1", "2"):
             g, h = infer_both(gc, hc, "add_versions", {"INPUT0": ("FP32", x)}, model_version=version)
@@ -315,7 +343,10 @@ class TestTypedContents:
             "add_sub",
             inputs=[
                 service_pb2.ModelInferRequest.InferInputTensor(
-                    name=name, datatype="FP32", shape=[1, 16], contents=service_pb2.InferTensorContents(fp32_contents=values)
+                    name=name,
+                    datatype="FP32",
+                    shape=[1, 16],
+                    contents=service_pb2.InferTensorContents(fp32_contents=values),
                 )
                 for name in ("INPUT0", "INPUT1")
             ],
@@ -384,7 +415,8 @@ class TestTypedContents:
         error = rpc_error(lambda: stub.ModelInfer(request))
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert error.details() == (
-            "contents field must not be specified when using raw_input_contents for 'INPUT0' for model 'add_sub'"
+            "contents field must not be specified when using raw_input_contents for 'INPUT0' "
+            "for model 'add_sub'"
         )
 
     def test_wrong_typed_field(self, stub: Any) -> None:
@@ -409,12 +441,16 @@ class TestTypedContents:
         )
         error = rpc_error(lambda: stub.ModelInfer(request))
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert error.details() == "unable to find data for input tensor 'INPUT0' for model 'add_sub' in request."
+        assert (
+            error.details() == "unable to find data for input tensor 'INPUT0' for model 'add_sub' in request."
+        )
 
 
 # --- errors -------------------------------------------------------------------------------------
 class TestErrors:
-    def test_unknown_model(self, gc: grpcclient.InferenceServerClient, hc: httpclient.InferenceServerClient) -> None:
+    def test_unknown_model(
+        self, gc: grpcclient.InferenceServerClient, hc: httpclient.InferenceServerClient
+    ) -> None:
         x = np.zeros((1, 4), np.float32)
         g, h = errors_both(
             lambda: gc.infer("nosuch", make_inputs(grpcclient, {"INPUT0": ("FP32", x)})),
@@ -429,18 +465,31 @@ class TestErrors:
             gc.infer("add_versions", make_inputs(grpcclient, {"INPUT0": ("FP32", x)}), model_version="3")
         assert info.value.status() == "StatusCode.NOT_FOUND"
 
-    def test_wrong_shape(self, gc: grpcclient.InferenceServerClient, hc: httpclient.InferenceServerClient) -> None:
-        arrays = {"INPUT0": ("FP32", np.zeros((1, 15), np.float32)), "INPUT1": ("FP32", np.zeros((1, 15), np.float32))}
+    def test_wrong_shape(
+        self, gc: grpcclient.InferenceServerClient, hc: httpclient.InferenceServerClient
+    ) -> None:
+        arrays = {
+            "INPUT0": ("FP32", np.zeros((1, 15), np.float32)),
+            "INPUT1": ("FP32", np.zeros((1, 15), np.float32)),
+        }
         g, h = errors_both(
             lambda: gc.infer("add_sub", make_inputs(grpcclient, arrays)),
             lambda: hc.infer("add_sub", make_inputs(httpclient, arrays)),
         )
         assert g.status() == "StatusCode.INVALID_ARGUMENT" and h.status() == "400"
         assert g.message() == h.message()
-        assert "unexpected shape for input 'INPUT0' for model 'add_sub'. Expected [-1,16], got [1,15]" in g.message()
+        assert (
+            "unexpected shape for input 'INPUT0' for model 'add_sub'. Expected [-1,16], got [1,15]"
+            in g.message()
+        )
 
-    def test_wrong_datatype(self, gc: grpcclient.InferenceServerClient, hc: httpclient.InferenceServerClient) -> None:
-        arrays = {"INPUT0": ("INT32", np.zeros((1, 16), np.int32)), "INPUT1": ("FP32", np.zeros((1, 16), np.float32))}
+    def test_wrong_datatype(
+        self, gc: grpcclient.InferenceServerClient, hc: httpclient.InferenceServerClient
+    ) -> None:
+        arrays = {
+            "INPUT0": ("INT32", np.zeros((1, 16), np.int32)),
+            "INPUT1": ("FP32", np.zeros((1, 16), np.float32)),
+        }
         g, h = errors_both(
             lambda: gc.infer("add_sub", make_inputs(grpcclient, arrays)),
             lambda: hc.infer("add_sub", make_inputs(httpclient, arrays)),
@@ -449,7 +498,9 @@ class TestErrors:
         assert g.message() == h.message()
         assert "data-type is 'INT32', but model 'add_sub' expects 'FP32'" in g.message()
 
-    def test_missing_input(self, gc: grpcclient.InferenceServerClient, hc: httpclient.InferenceServerClient) -> None:
+    def test_missing_input(
+        self, gc: grpcclient.InferenceServerClient, hc: httpclient.InferenceServerClient
+    ) -> None:
         arrays = {"INPUT0": ("FP32", np.zeros((1, 16), np.float32))}
         g, h = errors_both(
             lambda: gc.infer("add_sub", make_inputs(grpcclient, arrays)),
@@ -458,7 +509,9 @@ class TestErrors:
         assert g.status() == "StatusCode.INVALID_ARGUMENT" and h.status() == "400"
         assert g.message() == h.message()
 
-    def test_batch_too_large(self, gc: grpcclient.InferenceServerClient, hc: httpclient.InferenceServerClient) -> None:
+    def test_batch_too_large(
+        self, gc: grpcclient.InferenceServerClient, hc: httpclient.InferenceServerClient
+    ) -> None:
         arrays = {n: ("FP32", np.zeros((9, 16), np.float32)) for n in ("INPUT0", "INPUT1")}
         g, h = errors_both(
             lambda: gc.infer("add_sub", make_inputs(grpcclient, arrays)),
@@ -470,7 +523,9 @@ class TestErrors:
     def test_unknown_output(self, gc: grpcclient.InferenceServerClient) -> None:
         arrays = {n: ("FP32", np.zeros((1, 16), np.float32)) for n in ("INPUT0", "INPUT1")}
         with pytest.raises(InferenceServerException) as info:
-            gc.infer("add_sub", make_inputs(grpcclient, arrays), outputs=[grpcclient.InferRequestedOutput("NOPE")])
+            gc.infer(
+                "add_sub", make_inputs(grpcclient, arrays), outputs=[grpcclient.InferRequestedOutput("NOPE")]
+            )
         assert info.value.status() == "StatusCode.INVALID_ARGUMENT"
         assert "unexpected inference output 'NOPE'" in info.value.message()
 
@@ -483,7 +538,10 @@ class TestErrors:
         )
         error = rpc_error(lambda: stub.ModelInfer(request))
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert "input byte size mismatch for input 'INPUT1' for model 'add_sub'. Expected 64, got 60" in error.details()
+        assert (
+            "input byte size mismatch for input 'INPUT1' for model 'add_sub'. Expected 64, got 60"
+            in error.details()
+        )
 
     def test_reserved_parameter(self, stub: Any) -> None:
         request = raw_request("add_sub")
@@ -533,13 +591,17 @@ class TestOtherRpcs:
             assert g.message() == h.message()
         assert gc.is_model_ready("add_sub")
 
-    def test_statistics(self, gc: grpcclient.InferenceServerClient, hc: httpclient.InferenceServerClient) -> None:
+    def test_statistics(
+        self, gc: grpcclient.InferenceServerClient, hc: httpclient.InferenceServerClient
+    ) -> None:
         a = np.zeros((1, 16), np.float32)
         gc.infer("add_sub", make_inputs(grpcclient, {"INPUT0": ("FP32", a), "INPUT1": ("FP32", a)}))
         stats = gc.get_inference_statistics("add_sub", as_json=True)["model_stats"]
         assert [(s["name"], s["version"]) for s in stats] == [("add_sub", "1")]
         assert int(stats[0]["inference_stats"]["success"]["count"]) >= 1
-        expected = hc.get_inference_statistics("add_sub")["model_stats"][0]["inference_stats"]["success"]["count"]
+        expected = hc.get_inference_statistics("add_sub")["model_stats"][0]["inference_stats"]["success"][
+            "count"
+        ]
         assert int(stats[0]["inference_stats"]["success"]["count"]) <= expected
 
     def test_statistics_unknown_model(self, gc: grpcclient.InferenceServerClient) -> None:
@@ -548,12 +610,50 @@ class TestOtherRpcs:
         assert info.value.status() == "StatusCode.INVALID_ARGUMENT"
         assert info.value.message() == "requested model 'nosuch' is not available"
 
-    def test_trace_and_log_settings_unimplemented(self, gc: grpcclient.InferenceServerClient) -> None:
-        for call in (gc.get_trace_settings, gc.get_log_settings):
-            with pytest.raises(InferenceServerException) as info:
-                call()
-            assert info.value.status() == "StatusCode.UNIMPLEMENTED"
-            assert "not supported by this server" in info.value.message()
+    def test_log_settings_match_http(
+        self, gc: grpcclient.InferenceServerClient, hc: httpclient.InferenceServerClient
+    ) -> None:
+        def as_dict(response: Any) -> dict[str, Any]:
+            return {k: getattr(v, v.WhichOneof("parameter_choice")) for k, v in response.settings.items()}
+
+        before = hc.get_log_settings()
+        assert as_dict(gc.get_log_settings()) == before
+        try:
+            updated = as_dict(gc.update_log_settings({"log_verbose_level": 1, "log_info": False}))
+            assert updated["log_verbose_level"] == 1 and updated["log_info"] is False
+            assert hc.get_log_settings() == updated
+        finally:
+            hc.update_log_settings({k: before[k] for k in ("log_verbose_level", "log_info")})
+        assert as_dict(gc.get_log_settings()) == before
+
+    def test_log_settings_bad_value(self, gc: grpcclient.InferenceServerClient) -> None:
+        with pytest.raises(InferenceServerException) as info:
+            gc.update_log_settings({"log_format": "not-a-format"})
+        assert info.value.status() == "StatusCode.INVALID_ARGUMENT"
+
+    def test_trace_settings_match_http(
+        self, gc: grpcclient.InferenceServerClient, hc: httpclient.InferenceServerClient
+    ) -> None:
+        def as_dict(response: Any) -> dict[str, list[str]]:
+            return {k: list(v.value) for k, v in response.settings.items()}
+
+        def http_as_lists(doc: dict[str, Any]) -> dict[str, list[str]]:
+            return {k: v if isinstance(v, list) else [str(v)] for k, v in doc.items()}
+
+        assert as_dict(gc.get_trace_settings()) == http_as_lists(hc.get_trace_settings())
+        try:
+            updated = as_dict(gc.update_trace_settings(model_name="add_sub", settings={"trace_rate": "7"}))
+            assert updated["trace_rate"] == ["7"]
+            assert hc.get_trace_settings(model_name="add_sub")["trace_rate"] == "7"
+            assert as_dict(gc.get_trace_settings())["trace_rate"] != ["7"]  # the global setting is untouched
+        finally:
+            reset = gc.update_trace_settings(model_name="add_sub", settings={"trace_rate": None})
+        assert as_dict(reset) == as_dict(gc.get_trace_settings())
+
+    def test_trace_settings_unknown_model(self, gc: grpcclient.InferenceServerClient) -> None:
+        with pytest.raises(InferenceServerException) as info:
+            gc.get_trace_settings(model_name="nosuch")
+        assert info.value.status() == "StatusCode.INVALID_ARGUMENT"
 
     def test_cuda_shared_memory_unsupported(self, gc: grpcclient.InferenceServerClient) -> None:
         assert len(gc.get_cuda_shared_memory_status().regions) == 0
@@ -567,7 +667,8 @@ class TestOtherRpcs:
         assert gc.is_server_live() and gc.is_server_ready()
 
     def test_repository_name_unsupported(self, stub: Any) -> None:
-        error = rpc_error(lambda: stub.RepositoryIndex(service_pb2.RepositoryIndexRequest(repository_name="r")))
+        error = rpc_error(
+            lambda: stub.RepositoryIndex(service_pb2.RepositoryIndexRequest(repository_name="r"))
+        )
         assert error.code() == grpc.StatusCode.UNIMPLEMENTED
         assert error.details() == "'repository_name' specification is not supported"
-

@@ -1,4 +1,4 @@
-"""The gRPC frontend through tritonclient.grpc.aio: health, metadata, config, inference, errors, concurrency."""
+"""The gRPC frontend through tritonclient.grpc.aio: metadata, config, inference, errors, concurrency."""
 
 from __future__ import annotations
 
@@ -87,7 +87,12 @@ async def test_versions(grpc_server: GrpcServerProcess) -> None:
 @pytest.mark.parametrize(
     ("model", "arrays", "status", "fragment"),
     [
-        ("nosuch", {"INPUT0": np.zeros((1, 4), np.float32)}, "StatusCode.NOT_FOUND", "unknown model: 'nosuch'"),
+        (
+            "nosuch",
+            {"INPUT0": np.zeros((1, 4), np.float32)},
+            "StatusCode.NOT_FOUND",
+            "unknown model: 'nosuch'",
+        ),
         (
             "add_sub",
             {"INPUT0": np.zeros((1, 4), np.float32), "INPUT1": np.zeros((1, 4), np.float32)},

@@ -37,7 +37,10 @@ def client(grpc_server: GrpcServerProcess) -> Iterator[grpcclient.InferenceServe
 def add_sub_inputs(module: Any, value: float, width: int = 16) -> list[Any]:
     a = np.full((1, width), value, np.float32)
     b = np.ones((1, width), np.float32)
-    inputs = [module.InferInput("INPUT0", [1, width], "FP32"), module.InferInput("INPUT1", [1, width], "FP32")]
+    inputs = [
+        module.InferInput("INPUT0", [1, width], "FP32"),
+        module.InferInput("INPUT1", [1, width], "FP32"),
+    ]
     inputs[0].set_data_from_numpy(a)
     inputs[1].set_data_from_numpy(b)
     return inputs
@@ -68,12 +71,16 @@ class TestSyncStream:
         assert [error for _, error in answers if error is not None] == []
         assert sorted(check_result(result) for result, _ in answers) == list(range(STREAM_LENGTH))
 
-    def test_bad_requests_in_the_middle_do_not_end_the_stream(self, client: grpcclient.InferenceServerClient) -> None:
+    def test_bad_requests_in_the_middle_do_not_end_the_stream(
+        self, client: grpcclient.InferenceServerClient
+    ) -> None:
         results: queue.Queue[tuple[Any, Any]] = queue.Queue()
         client.start_stream(callback=lambda result, error: results.put((result, error)))
         for i in range(STREAM_LENGTH):
             if i == 40:
-                client.async_stream_infer("add_sub", add_sub_inputs(grpcclient, i, width=15), request_id=str(i))
+                client.async_stream_infer(
+                    "add_sub", add_sub_inputs(grpcclient, i, width=15), request_id=str(i)
+                )
             elif i == 60:
                 client.async_stream_infer("no_such_model", add_sub_inputs(grpcclient, i), request_id=str(i))
             else:
@@ -83,7 +90,9 @@ class TestSyncStream:
         errors = sorted(str(error.message()) for _, error in answers if error is not None)
         assert len(errors) == 2
         assert errors[0].startswith("Request for unknown model: 'no_such_model' is not found")
-        assert errors[1].startswith("[request id: 40] unexpected shape for input 'INPUT0' for model 'add_sub'")
+        assert errors[1].startswith(
+            "[request id: 40] unexpected shape for input 'INPUT0' for model 'add_sub'"
+        )
         ok = sorted(check_result(result) for result, error in answers if error is None)
         assert ok == [i for i in range(STREAM_LENGTH) if i not in (40, 60)]
 
@@ -99,7 +108,9 @@ class TestSyncStream:
         # The final-response flag is a stream thing; plain ModelInfer responses do not carry it.
         assert "triton_final_response" not in plain.get_response().parameters
 
-    def test_grpc_error_header_ends_the_stream_with_the_status(self, client: grpcclient.InferenceServerClient) -> None:
+    def test_grpc_error_header_ends_the_stream_with_the_status(
+        self, client: grpcclient.InferenceServerClient
+    ) -> None:
         results: queue.Queue[tuple[Any, Any]] = queue.Queue()
         client.start_stream(
             callback=lambda result, error: results.put((result, error)), headers={"triton_grpc_error": "true"}
@@ -119,7 +130,11 @@ class TestAsyncStream:
         async def requests() -> AsyncIterator[dict[str, Any]]:
             for i in range(STREAM_LENGTH):
                 width = 15 if i == 50 else 16
-                yield {"model_name": "add_sub", "inputs": add_sub_inputs(aioclient, i, width), "request_id": str(i)}
+                yield {
+                    "model_name": "add_sub",
+                    "inputs": add_sub_inputs(aioclient, i, width),
+                    "request_id": str(i),
+                }
 
         ok: list[int] = []
         errors: list[str] = []

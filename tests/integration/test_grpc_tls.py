@@ -121,7 +121,10 @@ def mtls_server(
 
 def add_sub(client: grpcclient.InferenceServerClient) -> np.ndarray:
     a = np.arange(16, dtype=np.float32).reshape(1, 16)
-    inputs = [grpcclient.InferInput("INPUT0", [1, 16], "FP32"), grpcclient.InferInput("INPUT1", [1, 16], "FP32")]
+    inputs = [
+        grpcclient.InferInput("INPUT0", [1, 16], "FP32"),
+        grpcclient.InferInput("INPUT1", [1, 16], "FP32"),
+    ]
     inputs[0].set_data_from_numpy(a)
     inputs[1].set_data_from_numpy(a)
     result: np.ndarray = client.infer("add_sub", inputs).as_numpy("OUTPUT0")
@@ -144,13 +147,17 @@ def test_plaintext_client_is_refused_by_tls_server(tls_server: GrpcServerProcess
         assert info.value.status() in ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED")
 
 
-def test_untrusted_server_certificate_is_refused(tls_server: GrpcServerProcess, certs: dict[str, KeyPair]) -> None:
+def test_untrusted_server_certificate_is_refused(
+    tls_server: GrpcServerProcess, certs: dict[str, KeyPair]
+) -> None:
     # The client trusts only the other self-signed certificate, not the server's.
-    with grpcclient.InferenceServerClient(
-        tls_server.grpc_url, ssl=True, root_certificates=str(certs["client"].cert)
-    ) as client:
-        with pytest.raises(InferenceServerException):
-            client.is_server_live(client_timeout=5)
+    with (
+        grpcclient.InferenceServerClient(
+            tls_server.grpc_url, ssl=True, root_certificates=str(certs["client"].cert)
+        ) as client,
+        pytest.raises(InferenceServerException),
+    ):
+        client.is_server_live(client_timeout=5)
 
 
 def test_http_still_plain_beside_tls_grpc(tls_server: GrpcServerProcess) -> None:
@@ -160,7 +167,9 @@ def test_http_still_plain_beside_tls_grpc(tls_server: GrpcServerProcess) -> None
         assert client.is_server_live()
 
 
-def test_mutual_tls_with_client_certificate(mtls_server: GrpcServerProcess, certs: dict[str, KeyPair]) -> None:
+def test_mutual_tls_with_client_certificate(
+    mtls_server: GrpcServerProcess, certs: dict[str, KeyPair]
+) -> None:
     with grpcclient.InferenceServerClient(
         mtls_server.grpc_url,
         ssl=True,
@@ -175,8 +184,10 @@ def test_mutual_tls_with_client_certificate(mtls_server: GrpcServerProcess, cert
 def test_mutual_tls_refuses_a_client_without_certificate(
     mtls_server: GrpcServerProcess, certs: dict[str, KeyPair]
 ) -> None:
-    with grpcclient.InferenceServerClient(
-        mtls_server.grpc_url, ssl=True, root_certificates=str(certs["server"].cert)
-    ) as client:
-        with pytest.raises(InferenceServerException):
-            client.is_server_live(client_timeout=5)
+    with (
+        grpcclient.InferenceServerClient(
+            mtls_server.grpc_url, ssl=True, root_certificates=str(certs["server"].cert)
+        ) as client,
+        pytest.raises(InferenceServerException),
+    ):
+        client.is_server_live(client_timeout=5)

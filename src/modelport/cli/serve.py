@@ -197,7 +197,7 @@ def _start_http(server: InferenceServer, settings: ServerSettings) -> _HttpServe
         log_level="warning",
         timeout_keep_alive=75,
         backlog=2048,
-        timeout_graceful_shutdown=settings.exit_timeout_secs,
+        timeout_graceful_shutdown=max(1, round(settings.exit_timeout_secs)),
     )
     return _HttpServer(config)
 

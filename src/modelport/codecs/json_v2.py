@@ -291,7 +291,7 @@ def _raw_bytes(data: np.ndarray, dtype_name: str) -> memoryview | bytes:
     if dtype_name == "BYTES":
         return encode_bytes(data)
     contiguous = np.ascontiguousarray(data)
-    return memoryview(contiguous).cast("B") if contiguous.size else b""
+    return memoryview(contiguous).cast("B") if contiguous.size else b""  # type: ignore[arg-type]
 
 
 def _json_data(data: np.ndarray, dtype_name: str) -> Any:

@@ -41,7 +41,7 @@ def parse_json(text: str | bytes, source: str) -> ModelConfigProto:
 
 def to_json_dict(config: Message) -> dict[str, Any]:
     """The config as Triton prints it: proto field names, every default shown, int64 as numbers."""
-    as_dict = json_format.MessageToDict(
+    as_dict: dict[str, Any] = json_format.MessageToDict(
         config,
         preserving_proto_field_name=True,
         always_print_fields_with_no_presence=True,

@@ -69,7 +69,7 @@ def _read_config(folder: ModelFolder, settings: ServerSettings, override: ModelC
 
 def _first_model_file(folder: ModelFolder, config: ModelConfigProto) -> Path | None:
     for _, version_dir in sorted(folder.versions.items(), key=lambda item: str(item[0])):
-        candidate = version_dir / config.default_model_filename
+        candidate: Path = version_dir / config.default_model_filename
         if candidate.exists():
             return candidate
     return None

@@ -12,8 +12,9 @@ from google.protobuf import json_format
 
 from modelport.codecs import grpc_v2
 from modelport.core.server import InferenceServer
-from modelport.errors import ErrorCode, ModelportError, Unsupported
+from modelport.errors import InternalError, InvalidInput, ModelportError, Unsupported
 from modelport.frontends.grpc.errors import grpc_code, internal_message, unary_errors
+from modelport.observability.tracing import traceparent_from_metadata
 from modelport.protocol import service_pb2 as pb
 from modelport.protocol import service_pb2_grpc
 
@@ -76,12 +77,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
 
     @unary_errors
     async def ModelStatistics(self, request: Any, context: Any) -> Any:
-        statistics = getattr(self._server, "model_statistics", None)
-        if statistics is None:
-            raise ModelportError(
-                "model statistics are not available on this server yet", ErrorCode.UNAVAILABLE
-            )
-        doc = statistics(request.name, grpc_v2.model_version(request.version))
+        doc = self._server.model_statistics(request.name, grpc_v2.model_version(request.version))
         # The statistics JSON uses the proto's field names, so it parses straight into the message.
         return json_format.ParseDict(doc, pb.ModelStatisticsResponse(), ignore_unknown_fields=True)
 
@@ -100,13 +96,29 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
     @unary_errors
     async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:
         _no_repository_name(request.repository_name)
-        await self._server.load_model(request.model_name)
+        config: str | None = None
+        files: dict[str, bytes] = {}
+        for key, param in request.parameters.items():
+            kind = param.WhichOneof("parameter_choice")
+            if key == "config" and kind == "string_param":
+                config = param.string_param
+            elif key.startswith("file:") and kind == "bytes_param":
+                files[key] = param.bytes_param  # raw bytes over gRPC (base64 only over HTTP)
+            else:
+                raise InternalError("unexpected error on creating Triton parameter")
+        await self._server.load_model(request.model_name, config, files or None)
         return pb.RepositoryModelLoadResponse()
 
     @unary_errors
     async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:
         _no_repository_name(request.repository_name)
-        await self._server.unload_model(request.model_name)
+        dependents = False
+        if "unload_dependents" in request.parameters:
+            param = request.parameters["unload_dependents"]
+            if param.WhichOneof("parameter_choice") != "bool_param":
+                raise InvalidInput("'unload_dependents' must be a boolean")
+            dependents = param.bool_param
+        await self._server.unload_model(request.model_name, unload_dependents=dependents)
         return pb.RepositoryModelUnloadResponse()
 
     # --- shared memory -------------------------------------------------------------------
@@ -151,19 +163,48 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
     # --- trace and logging ---------------------------------------------------------------
     @unary_errors
     async def TraceSetting(self, request: Any, context: Any) -> Any:
-        raise Unsupported("trace settings are not supported by this server yet: tracing is not implemented")
+        model = request.model_name
+        if request.settings:
+            # Every value is a repeated string; an empty one resets the setting (JSON null over HTTP).
+            changes = {k: list(v.value) if v.value else None for k, v in request.settings.items()}
+            doc = self._server.update_trace_settings(model, changes)
+        else:
+            doc = self._server.trace_settings(model)
+        response = pb.TraceSettingResponse()
+        for key, value in doc.items():
+            values = value if isinstance(value, (list, tuple)) else [value]
+            response.settings[key].value.extend(str(v) for v in values)
+        return response
 
     @unary_errors
     async def LogSettings(self, request: Any, context: Any) -> Any:
-        raise Unsupported(
-            "log settings are not supported by this server yet: use the --log-* flags at startup"
-        )
+        if request.settings:
+            changes: dict[str, Any] = {}
+            for key, value in request.settings.items():
+                kind = value.WhichOneof("parameter_choice")
+                changes[key] = getattr(value, kind) if kind else None
+            doc = self._server.update_log_settings(changes)
+        else:
+            doc = self._server.log_settings()
+        response = pb.LogSettingsResponse()
+        for key, value in doc.items():
+            setting = response.settings[key]
+            if isinstance(value, bool):
+                setting.bool_param = value
+            elif isinstance(value, int):
+                setting.uint32_param = value
+            else:
+                setting.string_param = str(value)
+        return response
 
     # --- inference -----------------------------------------------------------------------
     @unary_errors
     async def ModelInfer(self, request: Any, context: Any) -> Any:
         infer_request = grpc_v2.decode_request(request, self._server.shared_memory)
-        response = await self._server.infer(infer_request, endpoint="ModelInfer RPC")
+        traceparent = (
+            traceparent_from_metadata(context.invocation_metadata()) if self._server.tracing.active else None
+        )
+        response = await self._server.infer(infer_request, traceparent, endpoint="ModelInfer RPC")
         return grpc_v2.encode_response(response)
 
     async def ModelStreamInfer(
@@ -211,8 +252,11 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         """The answers to one stream request: one, or 0..n for a decoupled model."""
         try:
             request = grpc_v2.decode_request(msg, self._server.shared_memory)
-            empty_final = msg.parameters[grpc_v2.EMPTY_FINAL_RESPONSE].bool_param \
-                if grpc_v2.EMPTY_FINAL_RESPONSE in msg.parameters else False
+            empty_final = (
+                msg.parameters[grpc_v2.EMPTY_FINAL_RESPONSE].bool_param
+                if grpc_v2.EMPTY_FINAL_RESPONSE in msg.parameters
+                else False
+            )
             async for result, final in self._server.infer_stream(request, empty_final):
                 if isinstance(result, ModelportError):
                     yield grpc_v2.encode_stream_error(msg.id, result.message), grpc_code(result.code)
