@@ -160,6 +160,23 @@ def test_explicit_load_and_unload_over_grpc(server: ServerProcess) -> None:
         client.close()
 
 
+def test_overrides_and_path_confinement_over_grpc(server: ServerProcess, repo: Path) -> None:
+    client = grpcclient.InferenceServerClient(server.grpc_url)  # type: ignore[attr-defined]
+    try:
+        config = json.dumps({**CONFIG_JSON, "name": "grpc_fresh"})
+        client.load_model("grpc_fresh", config=config, files={"file:1/model.onnx": model_bytes(9.0)})
+        assert client.is_model_ready("grpc_fresh")
+        with pytest.raises(InferenceServerException) as info:
+            client.load_model("grpc_fresh", config=config, files={"file:../../evil.onnx": b"x"})
+        assert info.value.status() == "StatusCode.INVALID_ARGUMENT"
+        assert "is refused" in info.value.message()
+        assert client.is_model_ready("grpc_fresh")  # the failed load left the loaded one serving
+        client.unload_model("grpc_fresh")
+        assert not (repo / "grpc_fresh").exists() and not (repo.parent / "evil.onnx").exists()
+    finally:
+        client.close()
+
+
 def test_load_with_config_and_file_overrides(client: httpclient.InferenceServerClient, repo: Path) -> None:
     config = json.dumps(CONFIG_JSON)
     client.load_model("fresh", config=config, files={"file:1/model.onnx": model_bytes(42.0)})

@@ -447,3 +447,26 @@ async def test_a_rollout_keeps_the_server_ready(tmp_path: Path) -> None:
     await rollout
     assert server.is_ready()
     await server.stop()
+
+
+async def test_override_copies_are_deleted_when_no_longer_used(tmp_path: Path) -> None:
+    write_model(tmp_path, "m", {1: "1"})
+    server, _ = make_server(tmp_path, "explicit", load_models=("m",))
+    await server.start()
+    config = '{"name": "m", "backend": "adder", "max_batch_size": 8, "version_policy": {"all": {}}}'
+    manager = server._manager
+    await server.load_model("m", config, {"file:1/model.adder": b"5", "file:3/model.adder": b"7"})
+    (first,) = manager._models["m"].workdirs
+    assert first.is_dir()
+    await server.load_model("m", config, {"file:1/model.adder": b"6"})  # replaces every version
+    (second,) = manager._models["m"].workdirs
+    assert not first.exists() and second.is_dir()
+    await server.load_model("m")  # back to the repository
+    assert not second.exists() and not manager._models["m"].workdirs
+    await server.load_model("m", config, {"file:1/model.adder": b"5"})
+    (third,) = manager._models["m"].workdirs
+    await server.unload_model("m")
+    assert not third.exists()
+    with pytest.raises(InvalidInput):
+        await server.load_model("m", config, {"file:../x": b"5"})
+    await server.stop()

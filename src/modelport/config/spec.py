@@ -59,6 +59,34 @@ class VersionPolicySpec:
 
 
 @dataclass(frozen=True, slots=True)
+class EnsembleStepSpec:
+    """One step of an ensemble: which model it calls and how its tensors map to the ensemble's."""
+
+    index: int
+    model_name: str
+    model_version: int  # -1: the model's latest READY version
+    input_map: tuple[tuple[str, str], ...]  # (composing model input, ensemble tensor)
+    output_map: tuple[tuple[str, str], ...]  # (composing model output, ensemble tensor)
+
+    @property
+    def label(self) -> str:
+        """How errors name this step."""
+        return f"step {self.index} (model '{self.model_name}')"
+
+
+@dataclass(frozen=True, slots=True)
+class EnsembleSpec:
+    """The steps of an ensemble (`platform: "ensemble"`), in config order."""
+
+    steps: tuple[EnsembleStepSpec, ...]
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        """The composing models, each once, in step order."""
+        return tuple(dict.fromkeys(step.model_name for step in self.steps))
+
+
+@dataclass(frozen=True, slots=True)
 class ModelSpec:
     """Everything the server needs to know about one model, decided at load time."""
 
@@ -75,6 +103,7 @@ class ModelSpec:
     dynamic_batching: DynamicBatchingSpec | None
     decoupled: bool
     proto: ModelConfigProto
+    ensemble: EnsembleSpec | None = None  # set for `platform: "ensemble"`
 
     @property
     def metadata_platform(self) -> str:
@@ -130,6 +159,23 @@ def _dynamic_batching(config: ModelConfigProto) -> DynamicBatchingSpec | None:
     )
 
 
+def _ensemble(config: ModelConfigProto) -> EnsembleSpec | None:
+    if config.platform != "ensemble":
+        return None
+    return EnsembleSpec(
+        tuple(
+            EnsembleStepSpec(
+                index=index,
+                model_name=step.model_name,
+                model_version=step.model_version,
+                input_map=tuple(sorted(step.input_map.items())),
+                output_map=tuple(sorted(step.output_map.items())),
+            )
+            for index, step in enumerate(config.ensemble_scheduling.step)
+        )
+    )
+
+
 def _version_policy(config: ModelConfigProto) -> VersionPolicySpec:
     policy = config.version_policy
     which = policy.WhichOneof("policy_choice")
@@ -166,4 +212,5 @@ def build_spec(config: ModelConfigProto) -> ModelSpec:
         dynamic_batching=_dynamic_batching(config),
         decoupled=config.model_transaction_policy.decoupled,
         proto=config,
+        ensemble=_ensemble(config),
     )

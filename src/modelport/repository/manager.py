@@ -66,6 +66,7 @@ class ModelRecord:
     applied_versions: dict[int, tuple[FileStamp, ...]] = field(default_factory=dict)
     overridden: bool = False  # the serving versions came from a load-API override
     router: TrafficRouter = field(default_factory=TrafficRouter)
+    workdirs: set[Path] = field(default_factory=set)  # private override copies not yet deleted
 
     def serving(self) -> dict[int, ServedModel]:
         return {
@@ -172,13 +173,15 @@ class ModelRepositoryManager:
         workdir: Path | None = None
         source = on_disk
         if files:
-            workdir, source = await asyncio.to_thread(overrides.materialize, name, on_disk, files)
+            copy, source = await asyncio.to_thread(overrides.materialize, name, on_disk, files)
+            record.workdirs.add(copy)
+            workdir = copy
         assert source is not None
         record.requested = True
         try:
             await self._apply(record, source, config, workdir)
         finally:
-            self._discard_unused_workdirs(record, workdir)
+            self._discard_unused_workdirs(record)
         if on_disk is not None:
             record.folder = on_disk
 
@@ -296,7 +299,7 @@ class ModelRepositoryManager:
         except BaseException:
             await asyncio.to_thread(pool.close)
             raise
-        stats = ModelStats()
+        stats = ModelStats(histograms=self._settings.allow_metrics and self._settings.metrics_histograms)
         scheduler = create_scheduler(spec, pool, stats)
         return ServedModel(spec, version, scheduler, configured.labels, stats)
 
@@ -384,7 +387,7 @@ class ModelRepositoryManager:
             record.versions[version] = VersionRecord(ModelState.UNAVAILABLE, UNLOADED)
             record.applied_versions.pop(version, None)
             log.info("successfully unloaded '%s' version %d", record.folder.name, version)
-        self._discard_unused_workdirs(record, None)
+        self._discard_unused_workdirs(record)
 
     async def _retire(self, served: ServedModel) -> None:
         """Wait for the requests on `served` to finish (bounded), then stop it and free its instances."""
@@ -401,18 +404,17 @@ class ModelRepositoryManager:
             )
         await served.scheduler.stop()
 
-    def _discard_unused_workdirs(self, record: ModelRecord, candidate: Path | None) -> None:
+    def _discard_unused_workdirs(self, record: ModelRecord) -> None:
+        """Delete the override copies no loaded version comes from any more."""
         in_use = {
             e.workdir for e in record.versions.values() if e.workdir is not None and e.served is not None
         }
-        stale = {e.workdir for e in record.versions.values() if e.workdir is not None} - in_use
-        if candidate is not None and candidate not in in_use:
-            stale.add(candidate)
-        for entry in record.versions.values():
-            if entry.workdir in stale:
-                entry.workdir = None
-        for path in stale:
+        for path in record.workdirs - in_use:
             overrides.discard(path)
+            record.workdirs.discard(path)
+        for entry in record.versions.values():
+            if entry.workdir is not None and entry.workdir not in in_use:
+                entry.workdir = None
 
     async def stop(self) -> None:
         """Unload everything."""
