@@ -262,13 +262,13 @@ def run_child(cmd: list[str], timeout: float) -> tuple[int, str, str, dict]:
 def run_raw(args, model_file, out_dir) -> dict | None:
     path = os.path.join(out_dir, "raw_ort.json")
     cmd = [sys.executable, os.path.join(HERE, "raw_ort.py"), "--model", model_file,
-           "--batch-sizes", args.batch_sizes, "--seconds", str(args.raw_seconds),
+           "--batch-sizes", args.raw_batch_sizes or args.batch_sizes, "--seconds", str(args.raw_seconds),
            "--repeats", str(args.repeats), "--intra-op-threads", str(args.intra_op_threads),
            "--json", path]
     for s in args.shape or ():
         cmd += ["--shape", s]
     log(f"raw onnxruntime: {shlex.join(cmd)}")
-    n_bs = len(parse_int_list(args.batch_sizes))
+    n_bs = len(parse_int_list(args.raw_batch_sizes or args.batch_sizes))
     timeout = 120 + n_bs * (2 + args.raw_seconds * args.repeats) * 2
     rc, out, err, _ = run_child(cmd, timeout)
     sys.stderr.write(out)
@@ -470,6 +470,8 @@ def main(argv=None) -> int:
     ap.add_argument("--model-version", default="")
     ap.add_argument("--model-file", help="ONNX file for the raw baseline (default: found in the repository)")
     ap.add_argument("--batch-sizes", default="1,8", help="raw and served batch sizes (default 1,8)")
+    ap.add_argument("--raw-batch-sizes", default=None,
+                    help="raw onnxruntime batch sizes, to find the best raw batch (default: --batch-sizes)")
     ap.add_argument("--concurrency", default="1,8", help="client concurrency levels (default 1,8)")
     ap.add_argument("--protocols", default="http,grpc", help="loadgen protocols (default http,grpc)")
     ap.add_argument("--seconds", type=float, default=5.0, help="loadgen window per level (default 5)")

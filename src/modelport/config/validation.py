@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from modelport.config import ensemble
 from modelport.errors import InvalidInput
 from modelport.protocol import ModelConfigProto, model_config_pb2
 
@@ -18,10 +19,12 @@ def _problems(config: ModelConfigProto) -> list[str]:
     problems: list[str] = []
     if config.max_batch_size < 0:
         problems.append(f"max_batch_size must be >= 0, got {config.max_batch_size}")
-    if config.platform == "ensemble":
-        return problems
     problems += _io_problems(config, "input", config.input)
     problems += _io_problems(config, "output", config.output)
+    if config.platform == "ensemble":
+        return problems + ensemble.structure_problems(config)
+    if config.HasField("ensemble_scheduling"):
+        problems.append(f"ensemble_scheduling needs platform \"ensemble\", not '{config.platform}'")
     problems += _batching_problems(config)
     problems += _instance_group_problems(config)
     return problems

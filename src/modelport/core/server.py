@@ -70,6 +70,7 @@ class InferenceServer:
     async def start(self) -> None:
         """Load the startup models (the frontends may already answer health requests meanwhile)."""
         self.tracing.start()
+        self._manager.attach_core(self)  # ensemble steps call models through `infer`
         try:
             await self._manager.start()
         finally:
@@ -252,18 +253,25 @@ class InferenceServer:
 
     # --- inference -----------------------------------------------------------------------
     async def infer(
-        self, request: InferRequest, traceparent: str | None = None, endpoint: str = "HTTP end point"
+        self,
+        request: InferRequest,
+        traceparent: str | None = None,
+        endpoint: str = "HTTP end point",
+        *,
+        internal: bool = False,
     ) -> InferResponse:
         """Validate, schedule and run one request; build its response from the model's outputs.
 
         `traceparent` is the client's W3C trace context (frontends pass it only when
         `self.tracing.active`); sampled requests are traced as children of it. `endpoint` names
         the caller in the error for decoupled models, which only `infer_stream` serves.
+        `internal` marks a request made inside the server on behalf of one already admitted (an
+        ensemble step): it runs while the server drains, so the request it belongs to can finish.
         """
         bind_request_id(request.id)
         if not self._started:
             await self._startup_done.wait()
-        if self._draining:
+        if self._draining and not internal:
             raise ModelUnavailable("Server exiting")
         model = self._manager.acquire(request.model_name, request.model_version, route=True)
         if model.spec.decoupled:

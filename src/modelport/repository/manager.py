@@ -23,6 +23,8 @@ from pathlib import Path
 from modelport.backends.base import InstancePlacement, ModelInstance
 from modelport.backends.devices import cpu_count, visible_gpu_count
 from modelport.backends.registry import BackendRegistry
+from modelport.config.ensemble import composing_problems, cycle_message, find_ensemble_cycle, inherited_labels
+from modelport.config.model_config import parse_pbtxt
 from modelport.config.settings import ServerSettings
 from modelport.config.spec import ModelSpec
 from modelport.core.model import ServedModel
@@ -37,6 +39,7 @@ from modelport.repository.lifecycle import UNLOADED, IndexEntry, ModelState
 from modelport.repository.source import ModelFolder, read_model_folder, scan_repositories
 from modelport.repository.version_policy import select_versions
 from modelport.repository.warmup import build_samples, run_warmup
+from modelport.scheduling.ensemble import EnsembleCore, EnsembleScheduler
 from modelport.scheduling.factory import create_scheduler
 from modelport.scheduling.instances import InstancePool
 
@@ -94,6 +97,7 @@ class ModelRepositoryManager:
         self._models: dict[str, ModelRecord] = {}
         self._locks: dict[str, asyncio.Lock] = {}  # one per model name: its loads and unloads take turns
         self._load_slots: asyncio.Semaphore | None = None
+        self._core: EnsembleCore | None = None  # what ensemble steps call; see attach_core
         self._drain_timeout_s = settings.exit_timeout_secs if drain_timeout_s is None else drain_timeout_s
 
     @property
@@ -269,6 +273,8 @@ class ModelRepositoryManager:
         if current is None or current.served is None:
             record.versions[version] = VersionRecord(ModelState.LOADING)
         try:
+            if configured.spec.ensemble is not None:
+                await self._load_composing_models(configured.spec)  # before taking a slot: they need one
             async with self._slots():
                 served = await self._create_served(configured, version, version_dir)
         except ModelportError as exc:
@@ -292,6 +298,8 @@ class ModelRepositoryManager:
         self, configured: ConfiguredModel, version: int, version_dir: Path
     ) -> ServedModel:
         spec = configured.spec
+        if spec.ensemble is not None:
+            return self._create_ensemble(configured, version)
         samples = await asyncio.to_thread(build_samples, spec, version_dir.parent)
         pool = await self._create_pool(spec, version, version_dir)
         try:
@@ -334,6 +342,74 @@ class ModelRepositoryManager:
                 log.error("model '%s' is not unique across all model repositories", name)
             return None
         return read_model_folder(found[0])
+
+    # --- ensembles -----------------------------------------------------------------------
+    def attach_core(self, core: EnsembleCore) -> None:
+        """The server core, through which ensemble steps call their models (before the first load)."""
+        self._core = core
+
+    async def _load_composing_models(self, spec: ModelSpec) -> None:
+        """Load the models an ensemble's steps call that are not serving yet, as Triton does."""
+        assert spec.ensemble is not None
+        steps = spec.ensemble.model_names
+
+        def steps_of(name: str) -> tuple[str, ...]:
+            return steps if name == spec.name else self._ensemble_steps_on_disk(name)
+
+        # Found before any dependency is loaded: loading a circle would wait on itself.
+        cycle = await asyncio.to_thread(find_ensemble_cycle, spec.name, steps_of)
+        if cycle is not None:
+            raise InvalidInput(cycle_message(cycle))
+        reasons = await asyncio.gather(*(self._ensure_loaded(name) for name in steps))
+        missing = [f"{name} ({reason})" for name, reason in zip(steps, reasons, strict=True) if reason]
+        if missing:
+            raise InvalidInput(
+                f"ensemble '{spec.name}' contains models that are not available: {', '.join(missing)}"
+            )
+
+    async def _ensure_loaded(self, name: str) -> str:
+        """Load `name` unless a version of it serves; the reason it cannot serve, or ''."""
+        record = self._models.get(name)
+        if record is not None and record.serving():
+            return ""
+        try:
+            await self.load(name)
+        except ModelportError as exc:
+            return exc.message
+        return ""
+
+    def _ensemble_steps_on_disk(self, name: str) -> tuple[str, ...]:
+        """The models the steps of `name` call, if its config on disk is an ensemble's."""
+        folder = self._find_folder(name)
+        if folder is None or not folder.config_path.is_file():
+            return ()
+        try:
+            config = parse_pbtxt(folder.config_path.read_text(encoding="utf-8"), str(folder.config_path))
+        except (ModelportError, OSError, UnicodeDecodeError):
+            return ()
+        if config.platform != "ensemble":
+            return ()
+        return tuple(dict.fromkeys(step.model_name for step in config.ensemble_scheduling.step))
+
+    def _create_ensemble(self, configured: ConfiguredModel, version: int) -> ServedModel:
+        """An ensemble version: checked against its loaded composing models, scheduled through the core."""
+        spec = configured.spec
+        assert spec.ensemble is not None
+        if self._core is None:
+            raise ModelUnavailable(f"ensemble '{spec.name}' needs the server core, which is not attached")
+        composing: list[ServedModel] = []
+        for step in spec.ensemble.steps:
+            wanted = "" if step.model_version < 0 else str(step.model_version)
+            try:
+                composing.append(self.acquire(step.model_name, wanted))
+            except (ModelNotFound, ModelUnavailable) as exc:
+                raise InvalidInput(f"ensemble '{spec.name}', {step.label}: {exc.message}") from None
+        problems = composing_problems(spec, [m.spec for m in composing])
+        if problems:
+            raise InvalidInput(f"invalid ensemble '{spec.name}': " + "; ".join(problems))
+        labels = inherited_labels(spec, configured.labels, [m.labels for m in composing])
+        stats = ModelStats(histograms=self._settings.allow_metrics and self._settings.metrics_histograms)
+        return ServedModel(spec, version, EnsembleScheduler(spec, self._core, stats), labels, stats)
 
     # --- unload and retire ---------------------------------------------------------------
     async def unload(self, name: str, *, unload_dependents: bool = False) -> None:
