@@ -6,10 +6,11 @@ module is imported from the script directory, not from the modelport package.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -124,14 +125,10 @@ def self_cpu_seconds() -> float:
 
 def machine_info() -> dict:
     info: dict = {"cpu_count": os.cpu_count()}
-    try:
+    with contextlib.suppress(AttributeError, OSError):
         info["affinity_cpus"] = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        pass
-    try:
+    with contextlib.suppress(OSError):
         info["loadavg"] = [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        pass
     return info
 
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -46,9 +47,8 @@ from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
-
-from bench_common import (  # noqa: E402
+import numpy as np
+from bench_common import (
     machine_info,
     parse_int_list,
     parse_shape_overrides,
@@ -118,7 +118,9 @@ async def fetch_model_info(protocol: str, url: str, model: str, version: str) ->
         await client.close()
 
     # gRPC-as-JSON renders int64 as strings; MessageToJson omits zero values.
-    in_meta = [(t["name"], t["datatype"], [int(d) for d in t.get("shape", [])]) for t in meta.get("inputs", [])]
+    in_meta = [
+        (t["name"], t["datatype"], [int(d) for d in t.get("shape", [])]) for t in meta.get("inputs", [])
+    ]
     outputs = [t["name"] for t in meta.get("outputs", [])]
     if not in_meta:
         raise SystemExit(f"model {model!r}: metadata lists no inputs: {meta}")
@@ -179,7 +181,9 @@ def build_inputs(protocol, info: ModelInfo, batch_size, overrides, string_length
     for name, dtype, dims in info.inputs:
         if name in overrides:
             if len(overrides[name]) != len(dims):
-                raise SystemExit(f"--shape {name}: model dims (without batch) are {dims}, got {overrides[name]}")
+                raise SystemExit(
+                    f"--shape {name}: model dims (without batch) are {dims}, got {overrides[name]}"
+                )
             dims = overrides[name]
         dims = [1 if d < 0 else d for d in dims]
         shape = ([batch_size] if info.batching else []) + dims
@@ -271,7 +275,7 @@ async def run_level(args, info, concurrency, inputs, outputs) -> dict:
     monitor = asyncio.create_task(cpu_monitor())
     workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
     hard_deadline = win_end + args.request_timeout + 5
-    done, pending = await asyncio.wait(workers, timeout=max(0.1, hard_deadline - now()))
+    _, pending = await asyncio.wait(workers, timeout=max(0.1, hard_deadline - now()))
     for task in pending:
         task.cancel()
     if pending:
@@ -281,10 +285,8 @@ async def run_level(args, info, concurrency, inputs, outputs) -> dict:
     # take its closing sample rather than cancelling it.
     if abort_time:
         monitor.cancel()
-    try:
+    with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
         await asyncio.wait_for(monitor, timeout=max(1.0, win_end - now() + 1.0))
-    except (asyncio.TimeoutError, asyncio.CancelledError):
-        pass
     await client.close()
 
     window = args.seconds
@@ -385,14 +387,19 @@ def main(argv=None) -> int:
     ap.add_argument("--model", required=True)
     ap.add_argument("--model-version", default="", help="default: server's choice")
     ap.add_argument("--batch-size", type=int, default=1)
-    ap.add_argument("--concurrency", default="1,8", help="comma list of levels, each run in turn (default 1,8)")
-    ap.add_argument("--seconds", type=float, default=10.0, help="measurement window per level (default 10)")
-    ap.add_argument("--warmup-seconds", type=float, default=2.0, help="unmeasured warm-up per level (default 2)")
+    ap.add_argument("--concurrency", default="1,8",
+                    help="comma list of levels, each run in turn (default 1,8)")
+    ap.add_argument("--seconds", type=float, default=10.0,
+                    help="measurement window per level (default 10)")
+    ap.add_argument("--warmup-seconds", type=float, default=2.0,
+                    help="unmeasured warm-up per level (default 2)")
     ap.add_argument("--shape", action="append", metavar="NAME:D1,D2",
                     help="dims (without batch) for an input with -1 dims (repeatable)")
-    ap.add_argument("--string-length", type=int, default=8, help="length of random BYTES elements (default 8)")
+    ap.add_argument("--string-length", type=int, default=8,
+                    help="length of random BYTES elements (default 8)")
     ap.add_argument("--http-json", action="store_true", help="HTTP: JSON tensors instead of binary extension")
-    ap.add_argument("--request-timeout", type=float, default=30.0, help="per-request timeout in s (default 30)")
+    ap.add_argument("--request-timeout", type=float, default=30.0,
+                    help="per-request timeout in s (default 30)")
     ap.add_argument("--max-errors", type=int, default=1000, help="stop a level after this many errors")
     ap.add_argument("--server-pid", type=int, help="also report CPU use of this process tree (from /proc)")
     ap.add_argument("--no-uvloop", action="store_true", help="use the default asyncio event loop")

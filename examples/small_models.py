@@ -12,6 +12,7 @@ Usable as ``import small_models`` (with ``examples/`` on ``sys.path``) or as
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -25,14 +26,14 @@ IR_VERSION = 8
 PRODUCER = "modelport-examples"
 
 __all__ = [
-    "OPSET",
     "IR_VERSION",
+    "OPSET",
+    "SMALL_MODELS",
     "write_add_sub",
-    "write_string_identity",
-    "write_simple_noconfig",
     "write_add_versions",
     "write_all",
-    "SMALL_MODELS",
+    "write_simple_noconfig",
+    "write_string_identity",
 ]
 
 
@@ -52,10 +53,8 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; model files must be readable by a non-root server
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
 
 

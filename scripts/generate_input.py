@@ -37,13 +37,13 @@ CROP_SIZE = 224
 SAMPLES = ("chelsea", "coffee", "astronaut")
 
 __all__ = [
-    "preprocess",
-    "load_image",
-    "load_sample",
-    "build_json_body",
-    "build_binary_body",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "build_binary_body",
+    "build_json_body",
+    "load_image",
+    "load_sample",
+    "preprocess",
 ]
 
 
@@ -88,8 +88,8 @@ def preprocess(image: np.ndarray) -> np.ndarray:
         new_h, new_w = int(RESIZE_SHORTER * height / width), RESIZE_SHORTER
     resized = Image.fromarray(rgb).resize((new_w, new_h), Image.Resampling.BILINEAR)
 
-    top = int(round((new_h - CROP_SIZE) / 2.0))
-    left = int(round((new_w - CROP_SIZE) / 2.0))
+    top = round((new_h - CROP_SIZE) / 2.0)
+    left = round((new_w - CROP_SIZE) / 2.0)
     crop = np.asarray(resized, dtype=np.float32)[top:top + CROP_SIZE, left:left + CROP_SIZE]
 
     normalised = (crop / 255.0 - IMAGENET_MEAN) / IMAGENET_STD

@@ -62,7 +62,9 @@ parameters { key: "intra_op_thread_count" value { string_value: "1" } }
 """
 
 CONFIGS = {
-    "slow_batched": "dynamic_batching { preferred_batch_size: [ 4, 8 ] max_queue_delay_microseconds: 100000 }",
+    "slow_batched": (
+        "dynamic_batching { preferred_batch_size: [ 4, 8 ] max_queue_delay_microseconds: 100000 }"
+    ),
     "slow_unbatched": "",
     "slow_bounded": "dynamic_batching { default_queue_policy { max_queue_size: 2 } }",
     "slow_timeout": (
@@ -118,7 +120,7 @@ async def _concurrent(
 def test_concurrent_single_requests_are_served_in_batches(batching_server: ServerProcess) -> None:
     rows = [np.full((1, 16), i + 1, dtype=np.float32) for i in range(16)]
     results = asyncio.run(_concurrent(batching_server, "slow_batched", rows))
-    for row, result in zip(rows, results):
+    for row, result in zip(rows, results, strict=True):
         assert not isinstance(result, Exception), result
         np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), _expected(row))  # each got its own row
     stats = _stats(batching_server, "slow_batched")

@@ -158,7 +158,9 @@ class TestValidation:
             "Please use the binary data format for input INPUT0",
         )
 
-    def test_fp16_output_via_json_comes_back_as_numbers(self, client: httpclient.InferenceServerClient) -> None:
+    def test_fp16_output_via_json_comes_back_as_numbers(
+        self, client: httpclient.InferenceServerClient
+    ) -> None:
         # Beyond Triton (which refuses FP16 outputs in JSON): tritonclient reads the numbers back as FP16.
         inp = httpclient.InferInput("INPUT0", [1, 2], "FP16")
         inp.set_data_from_numpy(np.array([[1.5, -2.25]], dtype=np.float16))

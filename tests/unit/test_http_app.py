@@ -10,7 +10,6 @@ import asyncio
 from typing import Any
 
 import orjson
-import pytest
 
 from modelport.config.settings import ServerSettings
 from modelport.frontends.http.app import create_http_app

@@ -54,6 +54,8 @@ class Backend(Protocol):
         """Fill missing inputs, outputs and batching details of `config` from the model file."""
         ...
 
-    def create_instance(self, spec: ModelSpec, model_path: Path, placement: InstancePlacement) -> ModelInstance:
+    def create_instance(
+        self, spec: ModelSpec, model_path: Path, placement: InstancePlacement
+    ) -> ModelInstance:
         """Load the model file into a new instance (called on a worker thread)."""
         ...

@@ -182,7 +182,10 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
             raise SystemExit(f"--model-repository '{repo}' is not a folder")
     auto_complete = not args.disable_auto_complete_config
     if args.strict_model_config is not None:
-        print("warning: --strict-model-config is deprecated; use --disable-auto-complete-config", file=sys.stderr)
+        print(
+            "warning: --strict-model-config is deprecated; use --disable-auto-complete-config",
+            file=sys.stderr,
+        )
         auto_complete = auto_complete and not args.strict_model_config
     return ServerSettings(
         model_repositories=tuple(p.resolve() for p in args.model_repository),

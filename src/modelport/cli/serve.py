@@ -86,7 +86,11 @@ async def serve(settings: ServerSettings, logs: LogController | None = None) -> 
         metrics = _start_metrics(server, settings)
         metrics_task = asyncio.create_task(metrics.serve(sockets=[metrics_socket]))
         log.info("Started Metrics Service at %s:%d", metrics_address, settings.metrics_port)
-    poller = RepositoryPoller(manager, settings.repository_poll_secs) if settings.model_control_mode == "poll" else None
+    poller = (
+        RepositoryPoller(manager, settings.repository_poll_secs)
+        if settings.model_control_mode == "poll"
+        else None
+    )
     if poller is not None:
         await poller.prime()
     await server.start()
@@ -207,7 +211,7 @@ def _models_table(server: InferenceServer) -> str:
         [e.name, e.version or "-", e.state.value if e.state else "UNKNOWN", e.reason]
         for e in server.repository_index()
     ]
-    rows = [r if r[3] else r[:3] + [""] for r in rows]
+    rows = [r if r[3] else [*r[:3], ""] for r in rows]
     return render_table(["Model", "Version", "Status", "Reason"], rows)
 
 

@@ -14,6 +14,6 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
 
     def line(cells: Sequence[str]) -> str:
-        return "|" + "|".join(f" {c:<{w}} " for c, w in zip(cells, widths)) + "|"
+        return "|" + "|".join(f" {c:<{w}} " for c, w in zip(cells, widths, strict=True)) + "|"
 
     return "\n".join([rule, line(headers), rule, *(line(r) for r in rows), rule])

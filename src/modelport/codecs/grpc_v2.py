@@ -19,7 +19,8 @@ from modelport.protocol import service_pb2
 from modelport.shm import SharedMemoryRegistry, is_in_shared_memory, parse_shared_memory_params
 from modelport.shm.params import KEYS as SHM_KEYS
 from modelport.tensor import datatype
-from modelport.tensor.bytes_codec import as_bytes, decode_bytes, encode_bytes
+from modelport.tensor.buffers import array_from_buffer
+from modelport.tensor.bytes_codec import as_bytes, encode_bytes
 from modelport.tensor.records import InferInput, InferRequest, InferResponse, RequestedOutput
 
 ModelInferRequest = service_pb2.ModelInferRequest
@@ -123,7 +124,7 @@ def _decode_inputs(msg: Any, shm: SharedMemoryRegistry | None) -> list[InferInpu
                 )
             if shm is None:
                 raise Unsupported("shared memory inputs are not supported on this path")
-            data = _from_raw(shm.read(ref), dtype, shape, name, model)
+            data = array_from_buffer(shm.read(ref), dtype, shape, name, model)
         elif has_contents and raw_count:
             raise InvalidInput(
                 f"contents field must not be specified when using raw_input_contents for '{name}' "
@@ -132,7 +133,7 @@ def _decode_inputs(msg: Any, shm: SharedMemoryRegistry | None) -> list[InferInpu
         elif has_contents:
             data = _from_contents(tensor.contents, dtype, shape, name, model)
         elif next_raw < raw_count:
-            data = _from_raw(raw[next_raw], dtype, shape, name, model)
+            data = array_from_buffer(raw[next_raw], dtype, shape, name, model)
             next_raw += 1
         else:
             raise InvalidInput(
@@ -153,23 +154,6 @@ def _shape(dims: Any, name: str) -> tuple[int, ...]:
     if any(d < 0 for d in shape):
         raise InvalidInput(f"All input dimensions should be specified for input '{name}', got {list(shape)}")
     return shape
-
-
-def _from_raw(
-    buffer: bytes | memoryview, dtype: datatype.DataType, shape: tuple[int, ...], name: str, model: str
-) -> np.ndarray:
-    count = math.prod(shape)
-    if dtype.is_bytes:
-        return decode_bytes(buffer, count).reshape(shape)
-    if dtype.dtype is None:
-        raise InvalidInput(f"datatype {dtype.name} of input '{name}' is not supported by this server")
-    expected = count * dtype.itemsize
-    if len(buffer) != expected:
-        raise InvalidInput(
-            f"input byte size mismatch for input '{name}' for model '{model}'. "
-            f"Expected {expected}, got {len(buffer)}"
-        )
-    return np.frombuffer(buffer, dtype=dtype.dtype).reshape(shape)
 
 
 def _from_contents(

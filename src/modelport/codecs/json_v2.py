@@ -14,7 +14,8 @@ from modelport.errors import InvalidInput, Unsupported
 from modelport.shm import SharedMemoryRegistry, is_in_shared_memory, parse_shared_memory_params
 from modelport.shm.params import KEYS as SHM_KEYS
 from modelport.tensor import datatype
-from modelport.tensor.bytes_codec import as_bytes, decode_bytes, encode_bytes
+from modelport.tensor.buffers import array_from_buffer
+from modelport.tensor.bytes_codec import as_bytes, encode_bytes
 from modelport.tensor.records import InferInput, InferRequest, InferResponse, RequestedOutput
 
 _DATA_SOURCES = ("data", "binary_data_size", "shared_memory_region")
@@ -78,7 +79,7 @@ def decode_raw_request(body: bytes, spec: ModelSpec, model_version: str = "") ->
         shape = (*batch, 1)
     else:
         shape = (*batch, *_raw_dims(tensor.dims, len(body), dtype, tensor.name))
-        data = _from_binary(memoryview(body), dtype, shape, tensor.name, BinaryReader(memoryview(b""), spec.name))
+        data = array_from_buffer(memoryview(body), dtype, shape, tensor.name, spec.name)
     request = InferRequest(model_name=spec.name, model_version=model_version, binary_data_output=True)
     request.inputs = [InferInput(tensor.name, dtype.name, shape, data.reshape(shape))]
     return request
@@ -87,7 +88,9 @@ def decode_raw_request(body: bytes, spec: ModelSpec, model_version: str = "") ->
 def _raw_dims(dims: tuple[int, ...], size: int, dtype: datatype.DataType, name: str) -> tuple[int, ...]:
     variable = [i for i, d in enumerate(dims) if d == -1]
     if len(variable) > 1:
-        raise InvalidInput(f"raw binary input '{name}' may have at most one variable dimension, has {len(variable)}")
+        raise InvalidInput(
+            f"raw binary input '{name}' may have at most one variable dimension, has {len(variable)}"
+        )
     fixed = math.prod(d for d in dims if d != -1) * dtype.itemsize
     if not variable:
         return dims
@@ -145,12 +148,12 @@ def _decode_input(item: Any, reader: BinaryReader, shm: SharedMemoryRegistry | N
     if ref is not None:
         if shm is None:
             raise Unsupported(f"input '{name}': shared memory inputs are not supported on this path")
-        data = _from_binary(shm.read(ref), dtype, shape, name, reader)
+        data = array_from_buffer(shm.read(ref), dtype, shape, name, reader.model_name)
     elif source == "binary_data_size":
         size = params["binary_data_size"]
         if not _is_count(size):
             raise InvalidInput(f"'binary_data_size' of input '{name}' must be a non-negative integer")
-        data = _from_binary(reader.take(size, name), dtype, shape, name, reader)
+        data = array_from_buffer(reader.take(size, name), dtype, shape, name, reader.model_name)
     else:
         data = _from_json(item.get("data", []), dtype, shape, name)
     extra = {k: v for k, v in params.items() if k != "binary_data_size" and k not in SHM_KEYS}
@@ -163,23 +166,6 @@ def _shape(value: Any, name: str) -> tuple[int, ...]:
     if any(d < 0 for d in value):
         raise InvalidInput(f"All input dimensions should be specified for input '{name}', got {value}")
     return tuple(value)
-
-
-def _from_binary(
-    chunk: memoryview, dtype: datatype.DataType, shape: tuple[int, ...], name: str, reader: BinaryReader
-) -> np.ndarray:
-    count = math.prod(shape)
-    if dtype.is_bytes:
-        return decode_bytes(chunk, count).reshape(shape)
-    if dtype.dtype is None:
-        raise InvalidInput(f"datatype {dtype.name} of input '{name}' is not supported by this server")
-    expected = count * dtype.itemsize
-    if len(chunk) != expected:
-        raise InvalidInput(
-            f"input byte size mismatch for input '{name}' for model '{reader.model_name}'. "
-            f"Expected {expected}, got {len(chunk)}"
-        )
-    return np.frombuffer(chunk, dtype=dtype.dtype).reshape(shape)
 
 
 def _from_json(data: Any, dtype: datatype.DataType, shape: tuple[int, ...], name: str) -> np.ndarray:

@@ -69,9 +69,9 @@ def apply_defaults(config: ModelConfigProto, *, gpu_count: int) -> None:
     """Triton's normalisation, applied whether or not auto-complete is on."""
     if not config.HasField("version_policy"):
         config.version_policy.latest.num_versions = 1
-    if config.HasField("dynamic_batching") and config.max_batch_size > 0:
-        if not config.dynamic_batching.preferred_batch_size:
-            config.dynamic_batching.preferred_batch_size.append(config.max_batch_size)
+    batching = config.HasField("dynamic_batching") and config.max_batch_size > 0
+    if batching and not config.dynamic_batching.preferred_batch_size:
+        config.dynamic_batching.preferred_batch_size.append(config.max_batch_size)
     if config.platform != "ensemble":
         config.optimization.input_pinned_memory.enable = True
         config.optimization.output_pinned_memory.enable = True

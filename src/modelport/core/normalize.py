@@ -100,12 +100,13 @@ def _check_input(inp: InferInput, tensor: TensorSpec, spec: ModelSpec) -> None:
 
 
 def _shape_matches(shape: tuple[int, ...], dims: tuple[int, ...]) -> bool:
-    return len(shape) == len(dims) and all(d == -1 or d == s for s, d in zip(shape, dims))
+    return len(shape) == len(dims) and all(d == -1 or d == s for s, d in zip(shape, dims, strict=True))
 
 
 def _reshaped(inp: InferInput, tensor: TensorSpec, batching: bool) -> tuple[int, ...]:
     assert tensor.reshape is not None
-    variable = iter(s for s, d in zip(inp.shape[1:] if batching else inp.shape, tensor.dims) if d == -1)
+    shape = inp.shape[1:] if batching else inp.shape
+    variable = iter(s for s, d in zip(shape, tensor.dims, strict=True) if d == -1)
     target = tuple(next(variable, 1) if d == -1 else d for d in tensor.reshape)
     return (inp.shape[0], *target) if batching else target
 

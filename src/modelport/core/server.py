@@ -142,10 +142,12 @@ class InferenceServer:
             "versions": [str(v) for v in self._manager.ready_versions(name)],
             "platform": spec.metadata_platform,
             "inputs": [
-                {"name": t.name, "datatype": t.datatype.name, "shape": [*batch, *t.dims]} for t in spec.inputs
+                {"name": t.name, "datatype": t.datatype.name, "shape": [*batch, *t.dims]}
+                for t in spec.inputs
             ],
             "outputs": [
-                {"name": t.name, "datatype": t.datatype.name, "shape": [*batch, *t.dims]} for t in spec.outputs
+                {"name": t.name, "datatype": t.datatype.name, "shape": [*batch, *t.dims]}
+                for t in spec.outputs
             ],
         }
 
@@ -181,7 +183,8 @@ class InferenceServer:
 
     # --- logging and trace extensions ------------------------------------------------------
     def log_settings(self) -> dict[str, Any]:
-        """Triton's logging JSON (log_file, log_info, log_warning, log_error, log_verbose_level, log_format)."""
+        """Triton's logging JSON (log_file, log_info, log_warning, log_error, log_verbose_level,
+        log_format)."""
         return self._logs.settings()
 
     def update_log_settings(self, changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -337,7 +340,9 @@ class InferenceServer:
             self._inflight -= 1
 
 
-def _build_response(request: InferRequest, model: ServedModel, outputs: dict[str, np.ndarray]) -> InferResponse:
+def _build_response(
+    request: InferRequest, model: ServedModel, outputs: dict[str, np.ndarray]
+) -> InferResponse:
     spec = model.spec
     wanted = request.outputs or None
     response = InferResponse(model_name=spec.name, model_version=str(model.version), id=request.id)

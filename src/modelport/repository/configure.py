@@ -51,7 +51,9 @@ def configure_model(
     return ConfiguredModel(spec=spec, labels=_read_labels(folder.path, spec))
 
 
-def _read_config(folder: ModelFolder, settings: ServerSettings, override: ModelConfigProto | None) -> ModelConfigProto:
+def _read_config(
+    folder: ModelFolder, settings: ServerSettings, override: ModelConfigProto | None
+) -> ModelConfigProto:
     if override is not None:
         config = ModelConfigProto()
         config.CopyFrom(override)
@@ -82,6 +84,8 @@ def _read_labels(model_dir: Path, spec: ModelSpec) -> dict[str, list[str]]:
             continue
         path = model_dir / output.label_filename
         if not path.is_file():
-            raise InvalidInput(f"label file '{path}' of output '{output.name}' of model '{spec.name}' is missing")
+            raise InvalidInput(
+                f"label file '{path}' of output '{output.name}' of model '{spec.name}' is missing"
+            )
         labels[output.name] = path.read_text(encoding="utf-8").splitlines()
     return labels

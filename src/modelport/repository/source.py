@@ -50,7 +50,9 @@ def read_model_folder(path: Path) -> ModelFolder:
             continue
         version = parse_version(entry.name)
         if version is None:
-            log.warning("ignoring version folder '%s' of model '%s': not a version number", entry.name, path.name)
+            log.warning(
+                "ignoring version folder '%s' of model '%s': not a version number", entry.name, path.name
+            )
             continue
         versions[version] = entry
     return ModelFolder(name=path.name, path=path, versions=versions)

@@ -23,5 +23,7 @@ def select_versions(model: str, policy: VersionPolicySpec, available: list[int])
     else:
         chosen = ordered[-max(policy.num_versions, 1) :] if ordered else []
     if not chosen:
-        raise InvalidInput(f"at least one version must be available under the version policy of model '{model}'")
+        raise InvalidInput(
+            f"at least one version must be available under the version policy of model '{model}'"
+        )
     return chosen

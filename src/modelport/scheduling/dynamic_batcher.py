@@ -180,7 +180,7 @@ class DynamicBatcher:
             results, timing = [InternalError(f"execution failed: {exc}")] * len(batch), ExecutionTiming()
         end = self._clock.now_ns()
         self._stats.record_execution(sum(p.batch_size for p in batch), timing)
-        for item, result in zip(batch, results):
+        for item, result in zip(batch, results, strict=False):
             if isinstance(result, ModelportError):
                 self._stats.record_failure(end - item.enqueue_ns, "BACKEND")
             else:
@@ -237,7 +237,12 @@ def _deadline_ns(policy: QueuePolicySpec, request: InferRequest, now: int) -> in
     """
     timeout_us = policy.default_timeout_us
     override = request.parameters.get("timeout")
-    if policy.allow_timeout_override and isinstance(override, int) and not isinstance(override, bool):
-        if override > 0 and (timeout_us == 0 or override < timeout_us):
-            timeout_us = override
+    if (
+        policy.allow_timeout_override
+        and isinstance(override, int)
+        and not isinstance(override, bool)
+        and override > 0
+        and (timeout_us == 0 or override < timeout_us)
+    ):
+        timeout_us = override
     return now + timeout_us * 1000 if timeout_us else None

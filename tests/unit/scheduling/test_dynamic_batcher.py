@@ -210,7 +210,8 @@ async def test_delay_action_keeps_the_expired_request_behind_others() -> None:
     clock, gate = FakeClock(), threading.Event()
     inst = EchoInstance(gate)
     batcher, _ = make(
-        "dynamic_batching { default_queue_policy { default_timeout_microseconds: 1000 timeout_action: DELAY } }",
+        "dynamic_batching { default_queue_policy { default_timeout_microseconds: 1000 "
+        "timeout_action: DELAY } }",
         [inst],
         clock,
     )

@@ -13,6 +13,7 @@ import numpy as np
 import onnxruntime as ort
 
 from modelport.backends.base import ExecuteResult, InstancePlacement
+from modelport.backends.batching import split_outputs
 from modelport.config.settings import ServerSettings
 from modelport.config.spec import ModelSpec
 from modelport.errors import InternalError, InvalidInput, ModelportError
@@ -163,22 +164,17 @@ class OnnxRuntimeInstance:
         return data
 
     def _split(self, requests: Sequence[InferRequest], outputs: list[Any]) -> ExecuteResult:
-        if len(requests) == 1:
-            return [dict(zip(self._output_names, outputs))]
-        results: ExecuteResult = []
-        start = 0
-        for request in requests:
-            end = start + request.batch_size
-            results.append({name: out[start:end] for name, out in zip(self._output_names, outputs)})
-            start = end
-        return results
+        # session.run returns exactly one array per requested output name, in that order
+        return split_outputs(requests, dict(zip(self._output_names, outputs, strict=True)))
 
 
 def _as_text(value: object) -> object:
     return value.decode("utf-8", errors="surrogateescape") if isinstance(value, bytes) else value
 
 
-def _open_session(model_path: Path, options: ort.SessionOptions, providers: list[Any]) -> ort.InferenceSession:
+def _open_session(
+    model_path: Path, options: ort.SessionOptions, providers: list[Any]
+) -> ort.InferenceSession:
     try:
         return ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
     except Exception as exc:  # onnxruntime's own exception types

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from modelport.backends.base import ExecuteResult, InstancePlacement
+from modelport.backends.batching import split_outputs
 from modelport.config.settings import ServerSettings
 from modelport.config.spec import ModelSpec
 from modelport.errors import InternalError, InvalidInput, ModelportError, ModelUnavailable
@@ -196,13 +197,7 @@ def _split(requests: Sequence[InferRequest], outputs: dict[str, np.ndarray]) -> 
             return [
                 InternalError(f"output '{name}' has shape {list(array.shape)}; expected a batch of {total}")
             ] * len(requests)
-    results: ExecuteResult = []
-    start = 0
-    for request in requests:
-        end = start + request.batch_size
-        results.append({name: array[start:end] for name, array in outputs.items()})
-        start = end
-    return results
+    return split_outputs(requests, outputs)
 
 
 def _forward_arguments(module: Any) -> list[tuple[str, str]]:

@@ -123,7 +123,11 @@ class _StartupGate:
         self._server = server
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self._server.started and scope["type"] == "http" and not scope["path"].startswith("/v2/health"):
+        if (
+            not self._server.started
+            and scope["type"] == "http"
+            and not scope["path"].startswith("/v2/health")
+        ):
             await self._server.wait_started()
         await self._app(scope, receive, send)
 
