@@ -75,6 +75,7 @@ class _Child:
     state_lock: threading.Lock = field(default_factory=threading.Lock)  # guards dead, pending, streams
     dead: bool = False
     crash: ModelportError | None = None
+    reader: threading.Thread | None = None
 
     def send(self, message: tuple[Any, ...]) -> None:
         with self.send_lock:
@@ -114,7 +115,10 @@ class ProcessPythonInstance:
         process.start()
         child_end.close()
         child = _Child(process, parent_end)
-        threading.Thread(target=self._read, args=(child,), name=f"{self._name}-reader", daemon=True).start()
+        child.reader = threading.Thread(
+            target=self._read, args=(child,), name=f"{self._name}-reader", daemon=True
+        )
+        child.reader.start()
         try:
             pid = child.started.result(timeout=START_TIMEOUT_S)
         except concurrent.futures.TimeoutError:
@@ -152,6 +156,11 @@ class ProcessPythonInstance:
         if child.process.is_alive():
             child.process.kill()
             child.process.join(timeout=5)
+        # The reader sees EOF now that the process is gone. Close the pipe only after it has stopped:
+        # closing an fd another thread is reading lets the number be reused by the next instance's
+        # pipe, and the old reader would then steal that instance's messages.
+        if child.reader is not None and child.reader is not threading.current_thread():
+            child.reader.join(timeout=5)
         with contextlib.suppress(OSError):
             child.conn.close()
 
