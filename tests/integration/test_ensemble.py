@@ -24,8 +24,9 @@ from onnx import TensorProto, helper
 from tritonclient.utils import InferenceServerException
 
 from support.models import finish, write_model
+from support.server import ServerProcess
 
-from .grpc_support import GrpcServerProcess, mobilenet_available, running_grpc_server
+from .grpc_support import mobilenet_available, running_grpc_server
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -168,7 +169,7 @@ def parse(entry: bytes) -> tuple[float, int, str]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GrpcServerProcess]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     repo = build_repository(tmp_path_factory.mktemp("ensemble_repo"))
     log = tmp_path_factory.mktemp("ensemble_logs") / "server.log"
     # Not strictly ready: the repository holds ensembles that must fail to load.
@@ -177,7 +178,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GrpcServerProce
 
 
 @pytest.fixture(scope="module")
-def http(server: GrpcServerProcess) -> Iterator[httpclient.InferenceServerClient]:
+def http(server: ServerProcess) -> Iterator[httpclient.InferenceServerClient]:
     with httpclient.InferenceServerClient(
         server.http_url, connection_timeout=CLIENT_TIMEOUT_S, network_timeout=CLIENT_TIMEOUT_S, concurrency=8
     ) as client:
@@ -185,7 +186,7 @@ def http(server: GrpcServerProcess) -> Iterator[httpclient.InferenceServerClient
 
 
 @pytest.fixture(scope="module")
-def grpc(server: GrpcServerProcess) -> Iterator[grpcclient.InferenceServerClient]:
+def grpc(server: ServerProcess) -> Iterator[grpcclient.InferenceServerClient]:
     with grpcclient.InferenceServerClient(server.grpc_url) as client:
         yield client
 
@@ -291,7 +292,7 @@ def test_invalid_ensembles_are_unavailable_and_the_rest_serves(
 
 # --- the real example: mobilenet_v2 on scikit-image's cat ------------------------------------------
 @pytest.fixture(scope="module")
-def example_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GrpcServerProcess]:
+def example_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     if not mobilenet_available():
         pytest.skip("examples/model_repository/mobilenet_v2 is not built (make models)")
     repo = tmp_path_factory.mktemp("example_ensemble_repo")
@@ -310,7 +311,7 @@ def _chelsea_jpeg() -> bytes:
     return buffer.getvalue()
 
 
-def test_the_example_ensemble_finds_the_cat(example_server: GrpcServerProcess) -> None:
+def test_the_example_ensemble_finds_the_cat(example_server: ServerProcess) -> None:
     cat = _chelsea_jpeg()
     with httpclient.InferenceServerClient(
         example_server.http_url, network_timeout=CLIENT_TIMEOUT_S
@@ -323,7 +324,7 @@ def test_the_example_ensemble_finds_the_cat(example_server: GrpcServerProcess) -
     assert [parse(row[0])[2] for row in labels] == ["Egyptian cat", "Egyptian cat"]
 
 
-def test_the_example_ensemble_matches_client_side_preprocessing(example_server: GrpcServerProcess) -> None:
+def test_the_example_ensemble_matches_client_side_preprocessing(example_server: ServerProcess) -> None:
     """The ensemble's top-5 equal mobilenet_v2's on scripts/generate_input.py's preprocessing."""
     cat = _chelsea_jpeg()
     generate_input = _load_generate_input()
@@ -350,7 +351,7 @@ def _load_generate_input() -> object:
     return module
 
 
-def test_concurrent_requests_through_the_example(example_server: GrpcServerProcess) -> None:
+def test_concurrent_requests_through_the_example(example_server: ServerProcess) -> None:
     cat = _chelsea_jpeg()
     with httpclient.InferenceServerClient(
         example_server.http_url, network_timeout=CLIENT_TIMEOUT_S, concurrency=4

@@ -18,15 +18,16 @@ from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from integration.grpc_support import GrpcServerProcess, build_grpc_repository, running_grpc_server
+from integration.grpc_support import build_grpc_repository, running_grpc_server
 from support.models import CLASSIFIER_LABELS, NUMERIC_TYPES, identity_model_name
+from support.server import ServerProcess
 
 RNG = np.random.default_rng(4321)
 TIMEOUT_S = 30.0
 
 
 @pytest.fixture(scope="module")
-def grpc_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GrpcServerProcess]:
+def grpc_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     repo = build_grpc_repository(tmp_path_factory.mktemp("grpc_repo"))
     log = tmp_path_factory.mktemp("grpc_logs") / "server.log"
     with running_grpc_server(repo, log) as proc:
@@ -34,13 +35,13 @@ def grpc_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GrpcServer
 
 
 @pytest.fixture(scope="module")
-def gc(grpc_server: GrpcServerProcess) -> Iterator[grpcclient.InferenceServerClient]:
+def gc(grpc_server: ServerProcess) -> Iterator[grpcclient.InferenceServerClient]:
     with grpcclient.InferenceServerClient(grpc_server.grpc_url) as client:
         yield client
 
 
 @pytest.fixture(scope="module")
-def hc(grpc_server: GrpcServerProcess) -> Iterator[httpclient.InferenceServerClient]:
+def hc(grpc_server: ServerProcess) -> Iterator[httpclient.InferenceServerClient]:
     with httpclient.InferenceServerClient(
         grpc_server.http_url, connection_timeout=TIMEOUT_S, network_timeout=TIMEOUT_S
     ) as client:
@@ -48,7 +49,7 @@ def hc(grpc_server: GrpcServerProcess) -> Iterator[httpclient.InferenceServerCli
 
 
 @pytest.fixture(scope="module")
-def stub(grpc_server: GrpcServerProcess) -> Iterator[Any]:
+def stub(grpc_server: ServerProcess) -> Iterator[Any]:
     """The raw generated stub, for requests tritonclient will not build (typed contents, mixed data)."""
     with grpc.insecure_channel(grpc_server.grpc_url) as channel:
         yield service_pb2_grpc.GRPCInferenceServiceStub(channel)

@@ -11,13 +11,14 @@ import pytest
 import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
-from integration.grpc_support import GrpcServerProcess, build_grpc_repository, running_grpc_server
+from integration.grpc_support import build_grpc_repository, running_grpc_server
+from support.server import ServerProcess
 
 RNG = np.random.default_rng(99)
 
 
 @pytest.fixture(scope="module")
-def grpc_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GrpcServerProcess]:
+def grpc_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     repo = build_grpc_repository(tmp_path_factory.mktemp("grpc_aio_repo"))
     log = tmp_path_factory.mktemp("grpc_aio_logs") / "server.log"
     with running_grpc_server(repo, log) as proc:
@@ -33,7 +34,7 @@ def fp32_inputs(**arrays: np.ndarray) -> list[Any]:
     return inputs
 
 
-async def test_health_and_metadata(grpc_server: GrpcServerProcess) -> None:
+async def test_health_and_metadata(grpc_server: ServerProcess) -> None:
     async with aioclient.InferenceServerClient(grpc_server.grpc_url) as client:
         assert await client.is_server_live()
         assert await client.is_server_ready()
@@ -47,7 +48,7 @@ async def test_health_and_metadata(grpc_server: GrpcServerProcess) -> None:
         assert config.config.max_batch_size == 8
 
 
-async def test_infer(grpc_server: GrpcServerProcess) -> None:
+async def test_infer(grpc_server: ServerProcess) -> None:
     a = RNG.normal(size=(2, 16)).astype(np.float32)
     b = RNG.normal(size=(2, 16)).astype(np.float32)
     async with aioclient.InferenceServerClient(grpc_server.grpc_url) as client:
@@ -57,7 +58,7 @@ async def test_infer(grpc_server: GrpcServerProcess) -> None:
     assert result.get_response().id == "aio-1"
 
 
-async def test_bytes_and_classification(grpc_server: GrpcServerProcess) -> None:
+async def test_bytes_and_classification(grpc_server: ServerProcess) -> None:
     data = np.array([[b"alpha"], [b"beta"]], dtype=object)
     text = aioclient.InferInput("INPUT0", [2, 1], "BYTES")
     text.set_data_from_numpy(data)
@@ -75,7 +76,7 @@ async def test_bytes_and_classification(grpc_server: GrpcServerProcess) -> None:
     assert top[0][0].endswith(b":3:three") and top[0][1].endswith(b":9:nine")
 
 
-async def test_versions(grpc_server: GrpcServerProcess) -> None:
+async def test_versions(grpc_server: ServerProcess) -> None:
     x = np.zeros((1, 4), np.float32)
     async with aioclient.InferenceServerClient(grpc_server.grpc_url) as client:
         one = await client.infer("add_versions", fp32_inputs(INPUT0=x), model_version="1")
@@ -102,7 +103,7 @@ async def test_versions(grpc_server: GrpcServerProcess) -> None:
     ],
 )
 async def test_errors(
-    grpc_server: GrpcServerProcess, model: str, arrays: dict[str, np.ndarray], status: str, fragment: str
+    grpc_server: ServerProcess, model: str, arrays: dict[str, np.ndarray], status: str, fragment: str
 ) -> None:
     async with aioclient.InferenceServerClient(grpc_server.grpc_url) as client:
         with pytest.raises(InferenceServerException) as info:
@@ -112,7 +113,7 @@ async def test_errors(
         assert await client.is_server_live()
 
 
-async def test_concurrent_requests(grpc_server: GrpcServerProcess) -> None:
+async def test_concurrent_requests(grpc_server: ServerProcess) -> None:
     """Many requests in flight at once on one channel; each gets its own answer."""
     async with aioclient.InferenceServerClient(grpc_server.grpc_url) as client:
         values = [np.full((1, 16), i, np.float32) for i in range(64)]

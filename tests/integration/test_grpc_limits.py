@@ -9,15 +9,16 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from integration.grpc_support import GrpcServerProcess, build_grpc_repository, running_grpc_server
+from integration.grpc_support import build_grpc_repository, running_grpc_server
 from support.models import identity_model_name
+from support.server import ServerProcess
 
 RECEIVE_LIMIT = 1024 * 1024
 SEND_LIMIT = 512 * 1024
 
 
 @pytest.fixture(scope="module")
-def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GrpcServerProcess]:
+def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     repo = build_grpc_repository(tmp_path_factory.mktemp("grpc_limits_repo"))
     log = tmp_path_factory.mktemp("grpc_limits_logs") / "server.log"
     args = [f"--grpc-max-receive-message-size={RECEIVE_LIMIT}", f"--grpc-max-send-message-size={SEND_LIMIT}"]
@@ -26,7 +27,7 @@ def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GrpcSer
 
 
 @pytest.fixture
-def client(limited_server: GrpcServerProcess) -> Iterator[grpcclient.InferenceServerClient]:
+def client(limited_server: ServerProcess) -> Iterator[grpcclient.InferenceServerClient]:
     with grpcclient.InferenceServerClient(limited_server.grpc_url) as c:
         yield c
 

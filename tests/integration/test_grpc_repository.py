@@ -15,8 +15,9 @@ import tritonclient.http as httpclient
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from integration.grpc_support import GrpcServerProcess, running_grpc_server
+from integration.grpc_support import running_grpc_server
 from support.models import small_models
+from support.server import ServerProcess
 
 CONFIG_JSON = {
     "name": "fresh",
@@ -28,7 +29,7 @@ CONFIG_JSON = {
 
 
 @pytest.fixture(scope="module")
-def explicit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GrpcServerProcess]:
+def explicit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     repo = tmp_path_factory.mktemp("grpc_explicit_repo")
     small_models.write_add_sub(repo)
     small_models.write_add_versions(repo)
@@ -38,13 +39,13 @@ def explicit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GrpcSe
 
 
 @pytest.fixture(scope="module")
-def gc(explicit_server: GrpcServerProcess) -> Iterator[grpcclient.InferenceServerClient]:
+def gc(explicit_server: ServerProcess) -> Iterator[grpcclient.InferenceServerClient]:
     with grpcclient.InferenceServerClient(explicit_server.grpc_url) as client:
         yield client
 
 
 @pytest.fixture(scope="module")
-def hc(explicit_server: GrpcServerProcess) -> Iterator[httpclient.InferenceServerClient]:
+def hc(explicit_server: ServerProcess) -> Iterator[httpclient.InferenceServerClient]:
     with httpclient.InferenceServerClient(explicit_server.http_url) as client:
         yield client
 
@@ -87,7 +88,7 @@ def test_load_of_unknown_model_matches_http(
     assert g_info.value.status() == "StatusCode.INTERNAL" and h_info.value.status() == "500"
 
 
-def test_unexpected_load_parameter(explicit_server: GrpcServerProcess) -> None:
+def test_unexpected_load_parameter(explicit_server: ServerProcess) -> None:
     request = service_pb2.RepositoryModelLoadRequest(model_name="add_sub")
     request.parameters["config"].int64_param = 1  # config must be a string
     with grpc.insecure_channel(explicit_server.grpc_url) as channel:

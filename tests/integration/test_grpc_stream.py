@@ -13,14 +13,15 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
-from integration.grpc_support import GrpcServerProcess, build_grpc_repository, running_grpc_server
+from integration.grpc_support import build_grpc_repository, running_grpc_server
+from support.server import ServerProcess
 
 STREAM_LENGTH = 100
 RESULT_TIMEOUT_S = 30.0
 
 
 @pytest.fixture(scope="module")
-def grpc_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GrpcServerProcess]:
+def grpc_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     repo = build_grpc_repository(tmp_path_factory.mktemp("grpc_stream_repo"))
     log = tmp_path_factory.mktemp("grpc_stream_logs") / "server.log"
     with running_grpc_server(repo, log) as proc:
@@ -28,7 +29,7 @@ def grpc_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GrpcServer
 
 
 @pytest.fixture
-def client(grpc_server: GrpcServerProcess) -> Iterator[grpcclient.InferenceServerClient]:
+def client(grpc_server: ServerProcess) -> Iterator[grpcclient.InferenceServerClient]:
     """A fresh client per test: a tritonclient client has at most one stream."""
     with grpcclient.InferenceServerClient(grpc_server.grpc_url) as c:
         yield c
@@ -126,7 +127,7 @@ class TestSyncStream:
 
 
 class TestAsyncStream:
-    async def test_hundred_requests_on_one_stream(self, grpc_server: GrpcServerProcess) -> None:
+    async def test_hundred_requests_on_one_stream(self, grpc_server: ServerProcess) -> None:
         async def requests() -> AsyncIterator[dict[str, Any]]:
             for i in range(STREAM_LENGTH):
                 width = 15 if i == 50 else 16

@@ -15,7 +15,8 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from integration.grpc_support import GrpcServerProcess, build_grpc_repository, running_grpc_server
+from integration.grpc_support import build_grpc_repository, running_grpc_server
+from support.server import ServerProcess
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def tls_server(
     repo: Path, certs: dict[str, KeyPair], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GrpcServerProcess]:
+) -> Iterator[ServerProcess]:
     server = certs["server"]
     args = ["--grpc-use-ssl", f"--grpc-server-cert={server.cert}", f"--grpc-server-key={server.key}"]
     with running_grpc_server(repo, tmp_path_factory.mktemp("tls_logs") / "server.log", args) as proc:
@@ -107,7 +108,7 @@ def tls_server(
 @pytest.fixture(scope="module")
 def mtls_server(
     repo: Path, certs: dict[str, KeyPair], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GrpcServerProcess]:
+) -> Iterator[ServerProcess]:
     server, client = certs["server"], certs["client"]
     args = [
         "--grpc-use-ssl-mutual",
@@ -131,7 +132,7 @@ def add_sub(client: grpcclient.InferenceServerClient) -> np.ndarray:
     return result
 
 
-def test_tls_client_is_served(tls_server: GrpcServerProcess, certs: dict[str, KeyPair]) -> None:
+def test_tls_client_is_served(tls_server: ServerProcess, certs: dict[str, KeyPair]) -> None:
     with grpcclient.InferenceServerClient(
         tls_server.grpc_url, ssl=True, root_certificates=str(certs["server"].cert)
     ) as client:
@@ -140,7 +141,7 @@ def test_tls_client_is_served(tls_server: GrpcServerProcess, certs: dict[str, Ke
         np.testing.assert_array_equal(add_sub(client), np.arange(16, dtype=np.float32).reshape(1, 16) * 2)
 
 
-def test_plaintext_client_is_refused_by_tls_server(tls_server: GrpcServerProcess) -> None:
+def test_plaintext_client_is_refused_by_tls_server(tls_server: ServerProcess) -> None:
     with grpcclient.InferenceServerClient(tls_server.grpc_url) as client:
         with pytest.raises(InferenceServerException) as info:
             client.is_server_live(client_timeout=5)
@@ -148,7 +149,7 @@ def test_plaintext_client_is_refused_by_tls_server(tls_server: GrpcServerProcess
 
 
 def test_untrusted_server_certificate_is_refused(
-    tls_server: GrpcServerProcess, certs: dict[str, KeyPair]
+    tls_server: ServerProcess, certs: dict[str, KeyPair]
 ) -> None:
     # The client trusts only the other self-signed certificate, not the server's.
     with (
@@ -160,7 +161,7 @@ def test_untrusted_server_certificate_is_refused(
         client.is_server_live(client_timeout=5)
 
 
-def test_http_still_plain_beside_tls_grpc(tls_server: GrpcServerProcess) -> None:
+def test_http_still_plain_beside_tls_grpc(tls_server: ServerProcess) -> None:
     import tritonclient.http as httpclient
 
     with httpclient.InferenceServerClient(tls_server.http_url) as client:
@@ -168,7 +169,7 @@ def test_http_still_plain_beside_tls_grpc(tls_server: GrpcServerProcess) -> None
 
 
 def test_mutual_tls_with_client_certificate(
-    mtls_server: GrpcServerProcess, certs: dict[str, KeyPair]
+    mtls_server: ServerProcess, certs: dict[str, KeyPair]
 ) -> None:
     with grpcclient.InferenceServerClient(
         mtls_server.grpc_url,
@@ -182,7 +183,7 @@ def test_mutual_tls_with_client_certificate(
 
 
 def test_mutual_tls_refuses_a_client_without_certificate(
-    mtls_server: GrpcServerProcess, certs: dict[str, KeyPair]
+    mtls_server: ServerProcess, certs: dict[str, KeyPair]
 ) -> None:
     with (
         grpcclient.InferenceServerClient(

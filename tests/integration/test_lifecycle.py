@@ -26,7 +26,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from support.models import small_models
-from support.server import ServerProcess, free_port, running_server
+from support.server import ServerProcess, running_server
 
 CONFIG = """
 name: "{name}"
@@ -86,17 +86,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def server(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     log = tmp_path_factory.mktemp("logs") / "lifecycle_server.log"
-    grpc_port = free_port()
-    args = [
-        "--model-control-mode=explicit",
-        "--load-model=ab",
-        "--load-model=reloaded",
-        "--allow-grpc=true",
-        "--grpc-address=127.0.0.1",
-        f"--grpc-port={grpc_port}",
-    ]
-    with running_server(repo, log, args) as proc:
-        proc.grpc_url = f"127.0.0.1:{grpc_port}"  # type: ignore[attr-defined]
+    args = ["--model-control-mode=explicit", "--load-model=ab", "--load-model=reloaded"]
+    with running_server(repo, log, args, grpc=True) as proc:
         yield proc
 
 

@@ -25,7 +25,7 @@ import tritonclient.http.aio as aiohttpclient
 from tritonclient.utils import InferenceServerException
 
 from support.models import small_models, write_classifier
-from support.server import ServerProcess, free_port, running_server
+from support.server import ServerProcess, running_server
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "python_models"
 PROCESS = 'parameters { key: "MODELPORT_ISOLATION" value { string_value: "process" } }\n'
@@ -397,12 +397,10 @@ def build_repository(repo: Path) -> Path:
 @pytest.fixture(scope="module")
 def python_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, str]]:
     repo = build_repository(tmp_path_factory.mktemp("python_repo"))
-    grpc_port = free_port()
-    args = ["--allow-grpc=true", "--grpc-address=127.0.0.1", f"--grpc-port={grpc_port}"]
     log = tmp_path_factory.mktemp("logs") / "python_server.log"
-    with running_server(repo, log, args) as proc:
+    with running_server(repo, log, grpc=True) as proc:
         _wait_loaded(proc)
-        yield proc, f"127.0.0.1:{grpc_port}"
+        yield proc, proc.grpc_url
 
 
 def _wait_loaded(server: ServerProcess, timeout_s: float = 60.0) -> None:

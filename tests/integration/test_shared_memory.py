@@ -16,11 +16,11 @@ import tritonclient.utils.shared_memory as shm
 from tritonclient.utils import InferenceServerException, serialize_byte_tensor
 
 from integration.grpc_support import (
-    GrpcServerProcess,
     build_grpc_repository,
     mobilenet_available,
     running_grpc_server,
 )
+from support.server import ServerProcess
 
 PROTOCOLS = ["grpc", "http"]
 # protocol -> the status each error class shows up as
@@ -38,7 +38,7 @@ RNG = np.random.default_rng(7)
 
 
 @pytest.fixture(scope="module")
-def shm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GrpcServerProcess]:
+def shm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     repo = build_grpc_repository(tmp_path_factory.mktemp("shm_repo"), with_mobilenet=True)
     log = tmp_path_factory.mktemp("shm_logs") / "server.log"
     with running_grpc_server(repo, log) as proc:
@@ -51,7 +51,7 @@ def protocol(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def client(shm_server: GrpcServerProcess, protocol: str) -> Iterator[Any]:
+def client(shm_server: ServerProcess, protocol: str) -> Iterator[Any]:
     if protocol == "grpc":
         c: Any = grpcclient.InferenceServerClient(shm_server.grpc_url)
     else:

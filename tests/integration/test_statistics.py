@@ -19,7 +19,7 @@ from google.protobuf import json_format
 from tritonclient.utils import InferenceServerException
 
 from support.models import small_models
-from support.server import HOST, ServerProcess, free_port, running_server
+from support.server import ServerProcess, running_server
 
 MODEL_KEYS = {
     "name", "version", "last_inference", "inference_count", "execution_count", "inference_stats",
@@ -36,10 +36,8 @@ def stats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ser
     small_models.write_add_sub(repo)
     small_models.write_add_versions(repo)
     small_models.write_string_identity(repo)
-    grpc_port = free_port()
-    args = ["--allow-grpc=true", f"--grpc-port={grpc_port}", f"--grpc-address={HOST}"]
-    with running_server(repo, tmp_path_factory.mktemp("logs") / "stats_server.log", args) as proc:
-        yield proc, f"{HOST}:{grpc_port}"
+    with running_server(repo, tmp_path_factory.mktemp("logs") / "stats_server.log", grpc=True) as proc:
+        yield proc, proc.grpc_url
 
 
 def add_sub_inputs(batch: int, module: Any = httpclient) -> list[Any]:

@@ -1,4 +1,4 @@
-"""Runs `python -m modelport serve` as a real subprocess on a free loopback port.
+"""Runs `python -m modelport serve` as a real subprocess on free loopback ports (HTTP, and gRPC on request).
 
 The process is started, polled on /v2/health/live (not ready: a repository with a broken model is
 live but never ready), and stopped by PID with SIGTERM. Every wait is bounded.
@@ -57,13 +57,24 @@ class ServerProcess:
     repository: Path
     log_path: Path
     extra_args: Sequence[str] = ()
+    grpc: bool = False  # also serve gRPC, on a free port of its own
+    stop_timeout_s: float = STOP_TIMEOUT_S
     port: int = 0
+    grpc_port: int = 0
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
         """host:port, the form tritonclient wants."""
         return f"{HOST}:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        return self.url
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{HOST}:{self.grpc_port}"
 
     @property
     def base_url(self) -> str:
@@ -86,20 +97,26 @@ class ServerProcess:
             str(self.port),
             "--http-address",
             HOST,
-            "--allow-grpc=false",
+            *self._grpc_args(),
             "--allow-metrics=false",
             *self.extra_args,
         ]
+
+    def _grpc_args(self) -> list[str]:
+        if not self.grpc:
+            return ["--allow-grpc=false"]
+        return ["--grpc-address", HOST, "--grpc-port", str(self.grpc_port)]
 
     def start(self, attempts: int = 3) -> None:
         """Start and wait for liveness; a port taken between probe and bind is retried."""
         for attempt in range(attempts):
             self.port = free_port()
+            self.grpc_port = free_port() if self.grpc else 0
             self._spawn()
             if self._wait_live():
                 self._wait_started()
                 return
-            if attempt + 1 < attempts and "failed to start HTTP service" in self.log():
+            if attempt + 1 < attempts and "failed to start" in self.log():  # a port was taken meanwhile
                 continue
             self.kill()
             raise RuntimeError(f"modelport did not become live on {self.url}:\n{self.log()}")
@@ -131,9 +148,10 @@ class ServerProcess:
             self.kill()
             raise RuntimeError(f"modelport on {self.url} answered GET /v2 with {status}:\n{self.log()}")
 
-    def stop(self, timeout: float = STOP_TIMEOUT_S) -> int:
+    def stop(self, timeout: float | None = None) -> int:
         """SIGTERM by PID; returns the exit code (the process is killed if it overstays)."""
         assert self.process is not None
+        timeout = self.stop_timeout_s if timeout is None else timeout
         if self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGTERM)
         try:
@@ -159,10 +177,15 @@ class ServerProcess:
 
 @contextlib.contextmanager
 def running_server(
-    repository: Path, log_path: Path, extra_args: Sequence[str] = ()
+    repository: Path,
+    log_path: Path,
+    extra_args: Sequence[str] = (),
+    *,
+    grpc: bool = False,
+    stop_timeout_s: float = STOP_TIMEOUT_S,
 ) -> Iterator[ServerProcess]:
     """A started server; on exit it is stopped and must have exited 0."""
-    server = ServerProcess(repository, log_path, tuple(extra_args))
+    server = ServerProcess(repository, log_path, tuple(extra_args), grpc=grpc, stop_timeout_s=stop_timeout_s)
     server.start()
     try:
         yield server
