@@ -12,45 +12,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 import tritonclient.http as httpclient
 import tritonclient.http.aio as aiohttpclient
-from onnx import TensorProto, helper, numpy_helper
 from tritonclient.utils import InferenceServerException
 
+from support.models import SLOW_WIDTH, slow_model
 from support.server import ServerProcess, http_status, running_server
 
-WIDTH = 256
 MATMULS = 16
-
-
-def slow_model() -> onnx.ModelProto:
-    weight = numpy_helper.from_array(np.eye(WIDTH, dtype=np.float32), "W")
-    ones = numpy_helper.from_array(np.ones((1, WIDTH), dtype=np.float32), "ONES")
-    axes2 = numpy_helper.from_array(np.array([2], dtype=np.int64), "AX2")
-    axes1 = numpy_helper.from_array(np.array([1], dtype=np.int64), "AX1")
-    axes12 = numpy_helper.from_array(np.array([1, 2], dtype=np.int64), "AX12")
-    nodes = [
-        helper.make_node("Unsqueeze", ["INPUT0", "AX2"], ["col"]),
-        helper.make_node("Mul", ["col", "ONES"], ["m0"]),
-    ]
-    for i in range(MATMULS):
-        nodes.append(helper.make_node("MatMul", [f"m{i}", "W"], [f"m{i + 1}"]))
-    nodes += [
-        helper.make_node("ReduceSum", [f"m{MATMULS}", "AX12"], ["total"], keepdims=0),
-        helper.make_node("Unsqueeze", ["total", "AX1"], ["OUTPUT0"]),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "slow",
-        [helper.make_tensor_value_info("INPUT0", TensorProto.FLOAT, ["batch", "r"])],
-        [helper.make_tensor_value_info("OUTPUT0", TensorProto.FLOAT, ["batch", 1])],
-        initializer=[weight, ones, axes2, axes1, axes12],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
 
 
 IO = """
@@ -77,7 +47,7 @@ CONFIGS = {
 @pytest.fixture(scope="module")
 def batching_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     repo = tmp_path_factory.mktemp("batching_repo")
-    model_bytes = slow_model().SerializeToString()
+    model_bytes = slow_model(MATMULS).SerializeToString()
     for name, scheduling in CONFIGS.items():
         version = Path(repo, name, "1")
         version.mkdir(parents=True)
@@ -95,7 +65,7 @@ def _input(values: np.ndarray, module: object = httpclient) -> object:
 
 
 def _expected(values: np.ndarray) -> np.ndarray:
-    return (values.sum(axis=1, keepdims=True) * WIDTH).astype(np.float32)
+    return (values.sum(axis=1, keepdims=True) * SLOW_WIDTH).astype(np.float32)
 
 
 def _stats(server: ServerProcess, model: str) -> dict:

@@ -14,15 +14,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 import tritonclient.http as httpclient
 import tritonclient.http.aio as aiohttpclient
-from onnx import TensorProto, helper, numpy_helper
 
+from support.models import SLOW_WIDTH, slow_model
 from support.server import ServerProcess, http_status
 
-WIDTH = 256
 MATMULS = 12
 CONFIG = """
 name: "slowish"
@@ -35,40 +33,10 @@ parameters { key: "intra_op_thread_count" value { string_value: "1" } }
 """
 
 
-def slowish_model() -> onnx.ModelProto:
-    """OUTPUT0 = sum over a [R, 256] matrix pushed through MATMULS identity matmuls: time grows with R."""
-    initializers = [
-        numpy_helper.from_array(np.eye(WIDTH, dtype=np.float32), "eye"),
-        numpy_helper.from_array(np.ones((1, WIDTH), dtype=np.float32), "ones"),
-        numpy_helper.from_array(np.array([2], dtype=np.int64), "axis2"),
-        numpy_helper.from_array(np.array([1, 2], dtype=np.int64), "axes12"),
-        numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
-    ]
-    nodes = [
-        helper.make_node("Unsqueeze", ["INPUT0", "axis2"], ["column"]),
-        helper.make_node("Mul", ["column", "ones"], ["h0"]),
-    ]
-    nodes += [helper.make_node("MatMul", [f"h{i}", "eye"], [f"h{i + 1}"]) for i in range(MATMULS)]
-    nodes += [
-        helper.make_node("ReduceSum", [f"h{MATMULS}", "axes12"], ["total"], keepdims=0),
-        helper.make_node("Unsqueeze", ["total", "axis1"], ["OUTPUT0"]),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "slowish",
-        [helper.make_tensor_value_info("INPUT0", TensorProto.FLOAT, ["batch", "r"])],
-        [helper.make_tensor_value_info("OUTPUT0", TensorProto.FLOAT, ["batch", 1])],
-        initializer=initializers,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     (tmp_path / "repo" / "slowish" / "1").mkdir(parents=True)
-    (tmp_path / "repo" / "slowish" / "1" / "model.onnx").write_bytes(slowish_model().SerializeToString())
+    (tmp_path / "repo" / "slowish" / "1" / "model.onnx").write_bytes(slow_model(MATMULS).SerializeToString())
     (tmp_path / "repo" / "slowish" / "config.pbtxt").write_text(CONFIG)
     return tmp_path / "repo"
 
@@ -129,7 +97,7 @@ def test_sigterm_drains_queued_and_running_requests(repo: Path, tmp_path: Path) 
     failures = [r for r in results if isinstance(r, BaseException)]
     print(f"\nSIGTERM drain: {count} in flight, {len(failures)} failed; late request: {late}")
     assert failures == [], failures
-    expected = rows * WIDTH
+    expected = rows * SLOW_WIDTH
     assert all(float(r.as_numpy("OUTPUT0")[0, 0]) == expected for r in results)  # type: ignore[union-attr]
     assert ready == 400  # not ready while draining
     assert live == 200  # but alive: probes must not kill a draining pod

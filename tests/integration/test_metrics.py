@@ -15,54 +15,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import pytest
 import tritonclient.http as httpclient
 import tritonclient.http.aio as aiohttpclient
-from onnx import TensorProto, helper, numpy_helper
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from tritonclient.utils import InferenceServerException
 
-from support.models import small_models
+from support.models import SLOW_WIDTH, slow_model, small_models
 from support.server import HOST, ServerProcess, free_port, running_server
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-WIDTH = 256
 SLOW_ROWS = 60_000  # about a second of matmuls on one thread
 MODELS = {("add_sub", "1"), ("slow", "1")}
 FAILURE_REASONS = ("REJECTED", "CANCELED", "BACKEND", "OTHER")
-
-
-def slow_model(matmuls: int = 16) -> onnx.ModelProto:
-    """OUTPUT0[b] = sum of INPUT0[b] broadcast to (rows, 256) and pushed through `matmuls` matmuls."""
-    weights = (np.random.default_rng(0).standard_normal((WIDTH, WIDTH)) / 16).astype(np.float32)
-    initializers = [
-        numpy_helper.from_array(weights, "W"),
-        numpy_helper.from_array(np.ones((1, WIDTH), np.float32), "ONES"),
-        numpy_helper.from_array(np.array([2], np.int64), "LAST"),
-        numpy_helper.from_array(np.array([1, 2], np.int64), "INNER"),
-        numpy_helper.from_array(np.array([1], np.int64), "SECOND"),
-    ]
-    nodes = [
-        helper.make_node("Unsqueeze", ["INPUT0", "LAST"], ["column"]),
-        helper.make_node("Mul", ["column", "ONES"], ["h0"]),
-    ]
-    nodes += [helper.make_node("MatMul", [f"h{i}", "W"], [f"h{i + 1}"]) for i in range(matmuls)]
-    nodes += [
-        helper.make_node("ReduceSum", [f"h{matmuls}", "INNER"], ["total"], keepdims=0),
-        helper.make_node("Unsqueeze", ["total", "SECOND"], ["OUTPUT0"]),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "slow",
-        [helper.make_tensor_value_info("INPUT0", TensorProto.FLOAT, ["batch", "rows"])],
-        [helper.make_tensor_value_info("OUTPUT0", TensorProto.FLOAT, ["batch", 1])],
-        initializer=initializers,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
 
 
 SLOW_CONFIG = """
@@ -79,7 +45,8 @@ dynamic_batching { default_queue_policy { allow_timeout_override: true } }
 
 def write_slow(repo: Path) -> None:
     (repo / "slow" / "1").mkdir(parents=True)
-    (repo / "slow" / "1" / "model.onnx").write_bytes(slow_model().SerializeToString())
+    weight = (np.random.default_rng(0).standard_normal((SLOW_WIDTH, SLOW_WIDTH)) / 16).astype(np.float32)
+    (repo / "slow" / "1" / "model.onnx").write_bytes(slow_model(16, weight).SerializeToString())
     (repo / "slow" / "config.pbtxt").write_text(SLOW_CONFIG)
 
 

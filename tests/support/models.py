@@ -14,7 +14,7 @@ from types import ModuleType
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL_MODELS_PATH = ROOT / "examples" / "small_models.py"
@@ -277,3 +277,41 @@ def build_healthy_repository(repo: Path) -> Path:
     small_models.write_add_sub(repo)
     small_models.write_string_identity(repo)
     return repo
+
+
+SLOW_WIDTH = 256
+
+
+def slow_model(matmuls: int, weight: np.ndarray | None = None) -> onnx.ModelProto:
+    """A model whose run time grows with its input width R, to keep an instance busy on purpose.
+
+    INPUT0 [batch, R] is broadcast to [batch, R, 256] and pushed through `matmuls` matmuls by
+    `weight` (identity by default), then summed: OUTPUT0 [batch, 1]; with the identity,
+    OUTPUT0 = 256 * sum(INPUT0 row).
+    """
+    if weight is None:
+        weight = np.eye(SLOW_WIDTH, dtype=np.float32)
+    initializers = [
+        numpy_helper.from_array(weight.astype(np.float32), "W"),
+        numpy_helper.from_array(np.ones((1, SLOW_WIDTH), np.float32), "ONES"),
+        numpy_helper.from_array(np.array([2], np.int64), "LAST"),
+        numpy_helper.from_array(np.array([1, 2], np.int64), "INNER"),
+        numpy_helper.from_array(np.array([1], np.int64), "SECOND"),
+    ]
+    nodes = [
+        helper.make_node("Unsqueeze", ["INPUT0", "LAST"], ["column"]),
+        helper.make_node("Mul", ["column", "ONES"], ["h0"]),
+    ]
+    nodes += [helper.make_node("MatMul", [f"h{i}", "W"], [f"h{i + 1}"]) for i in range(matmuls)]
+    nodes += [
+        helper.make_node("ReduceSum", [f"h{matmuls}", "INNER"], ["total"], keepdims=0),
+        helper.make_node("Unsqueeze", ["total", "SECOND"], ["OUTPUT0"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "slow",
+        [helper.make_tensor_value_info("INPUT0", TensorProto.FLOAT, ["batch", "rows"])],
+        [helper.make_tensor_value_info("OUTPUT0", TensorProto.FLOAT, ["batch", 1])],
+        initializer=initializers,
+    )
+    return finish(graph)
