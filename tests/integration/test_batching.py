@@ -1,6 +1,6 @@
 """Dynamic batching, queue policies and responsiveness, through tritonclient against a real server.
 
-The `slow` ONNX model does work proportional to its input width R (R x 256 rows through eight
+The `slow` ONNX model does work proportional to its input width R (R x 256 rows through sixteen
 256x256 matmuls), so a request can keep the only instance busy for as long as a test needs.
 """
 

@@ -8,6 +8,7 @@ import logging
 import signal
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 
@@ -145,17 +146,8 @@ def _start_metrics(server: InferenceServer, settings: ServerSettings) -> _HttpSe
         cpu_metrics=settings.allow_cpu_metrics,
     )
     registry = create_metrics_registry(server.served_models, options)
-    config = uvicorn.Config(
-        MetricsApp(registry),
-        host=settings.metrics_address or settings.http_address,
-        port=settings.metrics_port,
-        loop="none",
-        http="httptools",
-        lifespan="off",
-        access_log=False,
-        log_level="warning",
-    )
-    return _HttpServer(config)
+    host = settings.metrics_address or settings.http_address
+    return _uvicorn(MetricsApp(registry), host, settings.metrics_port)
 
 
 async def _stop_metrics(metrics: _HttpServer | None, task: asyncio.Task[None] | None) -> None:
@@ -190,19 +182,22 @@ def _install_signal_handlers(stop: asyncio.Event, force: asyncio.Event) -> None:
 
 
 def _start_http(server: InferenceServer, settings: ServerSettings) -> _HttpServer:
-    config = uvicorn.Config(
+    return _uvicorn(
         create_http_app(server),
-        host=settings.http_address,
-        port=settings.http_port,
-        loop="none",
-        http="httptools",
-        lifespan="off",
-        access_log=False,
-        log_level="warning",
+        settings.http_address,
+        settings.http_port,
         timeout_keep_alive=75,
         backlog=2048,
         timeout_graceful_shutdown=max(1, round(settings.exit_timeout_secs)),
     )
+
+
+def _uvicorn(app: Any, host: str, port: int, **options: Any) -> _HttpServer:
+    """An ASGI server on the running loop (the runner owns the loop and the signals)."""
+    config = uvicorn.Config(
+        app, host=host, port=port, loop="none", http="httptools", lifespan="off",
+        access_log=False, log_level="warning", **options,
+    )  # fmt: skip
     return _HttpServer(config)
 
 
@@ -211,7 +206,6 @@ def _models_table(server: InferenceServer) -> str:
         [e.name, e.version or "-", e.state.value if e.state else "UNKNOWN", e.reason]
         for e in server.repository_index()
     ]
-    rows = [r if r[3] else [*r[:3], ""] for r in rows]
     return render_table(["Model", "Version", "Status", "Reason"], rows)
 
 
