@@ -226,7 +226,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         settings = settings_from_args(args)
         logs = configure_logging(settings)
+        from modelport.cli.allocator import tune_malloc
         from modelport.cli.serve import serve
+
+        tune_malloc()
 
         try:
             return _run(serve(settings, logs))

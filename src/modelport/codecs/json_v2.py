@@ -246,11 +246,13 @@ def encode_response(response: InferResponse, request: InferRequest) -> tuple[byt
     blobs: list[memoryview | bytes] = []
     for out in response.outputs:
         entry: dict[str, Any] = {"name": out.name, "datatype": out.datatype, "shape": list(out.shape)}
+        if is_in_shared_memory(out.parameters):
+            # The data went to the client's region. No `parameters` here: HTTP clients (the C++ one in
+            # perf_analyzer among them) read any output `parameters` as carrying `binary_data_size`.
+            outputs.append(entry)
+            continue
         if out.parameters:
             entry["parameters"] = dict(out.parameters)
-        if is_in_shared_memory(out.parameters):
-            outputs.append(entry)  # the data went to the client's region
-            continue
         binary = binary_choice.get(out.name)
         if binary is None:
             binary = request.binary_data_output

@@ -105,6 +105,8 @@ def session_settings(spec: ModelSpec, placement: InstancePlacement) -> tuple[ort
         options.enable_cpu_mem_arena = False
     spinning = params.get("allow_spinning", "0" if placement.threads < (os.cpu_count() or 1) else "1")
     options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+    # Spin only while a batch runs: idle pool threads must not take the cores the event loop needs.
+    options.add_session_config_entry("session.force_spinning_stop", "1")
     level = spec.proto.optimization.graph.level
     options.graph_optimization_level = _GRAPH_LEVELS.get(level, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
     if placement.device_id is None:
