@@ -1,14 +1,22 @@
-"""HTTP body helpers (compression both ways) and the status-code table; no sockets."""
+"""HTTP body helpers (reading under a cap, compression both ways) and the status-code table; no sockets."""
 
 from __future__ import annotations
 
 import gzip
 import zlib
+from typing import Any
 
 import pytest
 
 from modelport.errors import ErrorCode, InvalidInput, Unsupported
-from modelport.frontends.http.body import BodyTooLarge, choose_encoding, compress, decompress
+from modelport.frontends.http.body import (
+    BodyTooLarge,
+    ClientDisconnected,
+    choose_encoding,
+    compress,
+    decompress,
+    receive_body,
+)
 from modelport.frontends.status import grpc_status_name, http_status
 
 PAYLOAD = b'{"inputs": []}' * 10
@@ -100,3 +108,50 @@ def test_every_error_code_has_a_status() -> None:
     for code in ErrorCode:
         assert isinstance(http_status(code), int)
         assert grpc_status_name(code)
+
+
+# --- receiving the body from ASGI messages ------------------------------------------------------
+def _messages(*chunks: bytes, disconnect: bool = False) -> Any:
+    """An ASGI receive callable handing out `chunks` as http.request messages."""
+    queue: list[dict[str, Any]] = [
+        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1 or disconnect}
+        for i, c in enumerate(chunks)
+    ]
+    if disconnect:
+        queue.append({"type": "http.disconnect"})
+
+    async def receive() -> dict[str, Any]:
+        return queue.pop(0)
+
+    return receive
+
+
+class TestReceiveBody:
+    async def test_chunks_land_in_one_buffer_of_the_declared_size(self) -> None:
+        body = await receive_body(_messages(b"abc", b"", b"defg"), "7", limit=100)
+        assert isinstance(body, bytearray) and body == b"abcdefg"
+
+    async def test_single_message_is_returned_as_is(self) -> None:
+        assert await receive_body(_messages(b"whole"), "5", limit=100) == b"whole"
+
+    async def test_declared_size_over_the_limit_is_refused_before_reading(self) -> None:
+        async def never() -> dict[str, Any]:
+            raise AssertionError("the body must not be read")
+
+        with pytest.raises(BodyTooLarge, match="at least 101 bytes exceeds the limit of 100"):
+            await receive_body(never, "101", limit=100)
+
+    async def test_chunked_body_is_refused_once_it_passes_the_limit(self) -> None:
+        with pytest.raises(BodyTooLarge):
+            await receive_body(_messages(b"x" * 60, b"y" * 60, b"z"), None, limit=100)
+
+    async def test_chunked_body_under_the_limit_is_joined(self) -> None:
+        assert await receive_body(_messages(b"ab", b"cd"), None, limit=100) == b"abcd"
+
+    async def test_more_than_declared_is_invalid(self) -> None:
+        with pytest.raises(InvalidInput, match="longer than its Content-Length"):
+            await receive_body(_messages(b"abc", b"def"), "4", limit=100)
+
+    async def test_client_leaving_mid_body(self) -> None:
+        with pytest.raises(ClientDisconnected):
+            await receive_body(_messages(b"abc", disconnect=True), "10", limit=100)

@@ -7,7 +7,7 @@ from modelport.errors import InvalidInput
 HEADER_LENGTH = "inference-header-content-length"
 
 
-def split_body(body: bytes, header_length: int | None) -> tuple[memoryview, memoryview]:
+def split_body(body: bytes | bytearray, header_length: int | None) -> tuple[memoryview, memoryview]:
     """The JSON header and the binary section of a request body (no copies)."""
     view = memoryview(body)
     if header_length is None:

@@ -23,7 +23,7 @@ _RESERVED_PREFIX = "triton_"
 
 
 def decode_request(
-    body: bytes,
+    body: bytes | bytearray,
     header_length: int | None,
     model_name: str,
     model_version: str = "",
@@ -59,7 +59,7 @@ def decode_request(
     return request
 
 
-def decode_raw_request(body: bytes, spec: ModelSpec, model_version: str = "") -> InferRequest:
+def decode_raw_request(body: bytes | bytearray, spec: ModelSpec, model_version: str = "") -> InferRequest:
     """Triton's raw binary request (Inference-Header-Content-Length: 0): the body is the single input.
 
     The model must have exactly one input; a batching model gets batch 1; the one variable

@@ -15,15 +15,16 @@ import asyncio
 import contextvars
 import logging
 from collections import deque
+from functools import partial
 from typing import Any
 
 from modelport.clock import Clock, MonotonicClock
 from modelport.config.spec import ModelSpec, QueuePolicySpec
-from modelport.errors import InternalError, ModelportError, ModelUnavailable, with_request_id
-from modelport.observability.stats import ExecutionTiming, ModelStats
+from modelport.errors import ModelportError, ModelUnavailable, with_request_id
+from modelport.observability.stats import ModelStats
 from modelport.scheduling.base import Outputs
 from modelport.scheduling.batch_policy import BatchRules, decide
-from modelport.scheduling.instances import InstancePool
+from modelport.scheduling.instances import InstancePool, Outcome
 from modelport.scheduling.queue import PendingRequest, RequestQueue
 from modelport.tensor.records import InferRequest
 
@@ -31,7 +32,12 @@ log = logging.getLogger(__name__)
 
 
 class DynamicBatcher:
-    """Queues requests for one model version and keeps every idle instance fed."""
+    """Queues requests for one model version and keeps every idle instance fed.
+
+    All decisions run synchronously on the event loop, at the moments the answer can change: a
+    request arrives, an instance finishes, a timer (queue delay or deadline) fires, or a caller
+    goes away. No task sits between a request and its instance.
+    """
 
     def __init__(
         self, spec: ModelSpec, pool: InstancePool, stats: ModelStats, clock: Clock | None = None
@@ -54,26 +60,17 @@ class DynamicBatcher:
             (-1 in t.dims and not t.allow_ragged_batch) or t.optional or t.is_shape_tensor
             for t in spec.inputs
         )
-        self._wake = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._running: set[asyncio.Task[None]] = set()
+        self._timer_at_ns: int | None = None
+        self._executing = 0
+        self._drained: asyncio.Future[None] | None = None
         self._grow = False
         self._sequence = 0
         self._stopped = False
 
-    def start(self) -> None:
-        """Start the batching loop (needs a running event loop)."""
-        if self._task is None:
-            # A fresh context: the loop must not inherit the first request's request id (log lines).
-            self._task = contextvars.Context().run(
-                asyncio.get_running_loop().create_task, self._run(), name=f"batcher-{self._model}"
-            )
-
     async def submit(self, request: InferRequest) -> Outputs:
         if self._stopped:
             raise ModelUnavailable(with_request_id(request.id, f"model '{self._model}' is unloading"))
-        self.start()
         now = self._clock.now_ns()
         level = self._queue.level_for(request)
         policy = self._queue.policy(level)
@@ -93,16 +90,17 @@ class DynamicBatcher:
         self._stats.pending += 1
         if self._preserve_ordering:
             self._in_order.append(item)
-        self._wake.set()
+        if self._pool.idle_count > 0 or self._sooner_than_timer(item.deadline_ns):
+            self._review()
         try:
             return await future
         except asyncio.CancelledError:
-            self._wake.set()  # let the loop drop the abandoned request and free its queue slot
+            self._review()  # drop the abandoned request and free its queue slot
             raise
 
     def reevaluate(self) -> None:
         """Look at the queue again now (after a clock change, e.g. a test's FakeClock)."""
-        self._wake.set()
+        self._review()
 
     @property
     def queued(self) -> int:
@@ -113,16 +111,19 @@ class DynamicBatcher:
             return None
         return tuple((i.name, i.shape[1:] if self._batching else i.shape) for i in request.inputs)
 
-    async def _run(self) -> None:
-        while not self._stopped:
-            await self._wake.wait()
-            self._wake.clear()
-            self._cancel_timer()
-            now = self._clock.now_ns()
-            self._expire(now)
-            self._stats.pending -= self._queue.remove_finished()
-            wait_ns = self._dispatch(now)
-            self._arm_timer(now, wait_ns)
+    def _sooner_than_timer(self, deadline_ns: int | None) -> bool:
+        return deadline_ns is not None and (self._timer_at_ns is None or deadline_ns < self._timer_at_ns)
+
+    def _review(self) -> None:
+        """Answer expired requests, send every batch that can go, and set the next timer."""
+        if self._stopped:
+            return
+        self._cancel_timer()
+        now = self._clock.now_ns()
+        self._expire(now)
+        self._stats.pending -= self._queue.remove_finished()
+        wait_ns = self._dispatch(now)
+        self._arm_timer(now, wait_ns)
 
     def _dispatch(self, now: int) -> int | None:
         """Send every batch that can go now; return how long to wait for the next decision."""
@@ -141,12 +142,18 @@ class DynamicBatcher:
             self._grow = False
             if log.isEnabledFor(logging.DEBUG):
                 rows = sum(p.batch_size for p in batch)
-                log.debug(
-                    "model '%s': batch of %d rows (%d requests): %s", self._model, rows, len(batch), reason
+                # In a fresh context: a batch line belongs to no single request (no request id).
+                contextvars.Context().run(
+                    log.debug,
+                    "model '%s': batch of %d rows (%d requests): %s",
+                    self._model,
+                    rows,
+                    len(batch),
+                    reason,
                 )
-            task = asyncio.get_running_loop().create_task(self._execute(instance, batch))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            self._executing += 1
+            started = self._clock.now_ns()
+            self._pool.run(instance, [p.request for p in batch], partial(self._finished, batch, started))
         if len(self._queue):
             self._grow = True
         return None
@@ -156,12 +163,14 @@ class DynamicBatcher:
         if deadline is not None:
             wait_ns = max(0, deadline - now) if wait_ns is None else min(wait_ns, max(0, deadline - now))
         if wait_ns is not None:
-            self._timer = asyncio.get_running_loop().call_later(wait_ns / 1e9, self._wake.set)
+            self._timer_at_ns = now + wait_ns
+            self._timer = asyncio.get_running_loop().call_later(wait_ns / 1e9, self._review)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+            self._timer_at_ns = None
 
     def _expire(self, now: int) -> None:
         for item in self._queue.expire(now):
@@ -171,13 +180,11 @@ class DynamicBatcher:
                 item, ModelUnavailable(with_request_id(item.request.id, "Request timeout expired"))
             )
 
-    async def _execute(self, instance: Any, batch: list[PendingRequest]) -> None:
-        start = self._clock.now_ns()
-        try:
-            results, timing = await self._pool.execute(instance, [p.request for p in batch])
-        except Exception as exc:  # a backend that raised instead of returning per-request errors
-            log.exception("model '%s': execution failed", self._model)
-            results, timing = [InternalError(f"execution failed: {exc}")] * len(batch), ExecutionTiming()
+    def _finished(self, batch: list[PendingRequest], start: int, outcome: Outcome) -> None:
+        """A batch ended and its instance is idle: send the next batch first, then answer these."""
+        self._executing -= 1
+        self._review()
+        results, timing = outcome
         end = self._clock.now_ns()
         self._stats.record_execution(sum(p.batch_size for p in batch), timing)
         for item, result in zip(batch, results, strict=False):
@@ -191,7 +198,8 @@ class DynamicBatcher:
             if trace is not None:  # tracing hook: only sampled requests carry a trace
                 trace.computed(start, end, timing)
             self._complete(item, result)
-        self._wake.set()
+        if self._executing == 0 and self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
 
     def _complete(self, item: PendingRequest, result: Any) -> None:
         if not self._preserve_ordering:
@@ -212,11 +220,9 @@ class DynamicBatcher:
                 item,
                 ModelUnavailable(with_request_id(item.request.id, f"model '{self._model}' is unloading")),
             )
-        if self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
-        if self._task is not None:
-            self._wake.set()
-            await asyncio.gather(self._task, return_exceptions=True)
+        if self._executing:
+            self._drained = asyncio.get_running_loop().create_future()
+            await self._drained
         await asyncio.to_thread(self._pool.close)
 
 

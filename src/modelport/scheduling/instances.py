@@ -1,29 +1,44 @@
-"""InstancePool: a model version's instances, each with its own worker thread, handed out when idle."""
+"""InstancePool: a model version's instances, each on its own worker thread, handed out when idle.
+
+A batch goes to its instance's thread through a queue; when it ends, one callback on the event
+loop turns the instance idle and delivers the results. No task or executor future per batch: the
+scheduler can hand the freed instance its next batch in that same callback, before it answers
+the finished requests.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import queue
+import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from modelport.backends.base import ExecuteResult, ModelInstance
+from modelport.errors import InternalError
 from modelport.observability.stats import ExecutionTiming
 from modelport.tensor.records import InferRequest
 
+log = logging.getLogger(__name__)
+
+Outcome = tuple[ExecuteResult, ExecutionTiming]
+OnDone = Callable[[Outcome], None]
+
 
 class InstancePool:
-    """Idle instances wait in a queue; a batch runs on its instance's own thread."""
+    """Idle instances wait in FIFO order; a batch runs on its instance's own thread."""
 
     def __init__(self, instances: Sequence[ModelInstance], thread_name: str) -> None:
         self._instances = list(instances)
-        self._executors = {
-            id(inst): ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{thread_name}-{i}")
-            for i, inst in enumerate(self._instances)
+        self._workers = {
+            id(inst): _Worker(inst, f"{thread_name}-{i}") for i, inst in enumerate(self._instances)
         }
-        self._idle: asyncio.Queue[ModelInstance] = asyncio.Queue()
-        for inst in self._instances:
-            self._idle.put_nowait(inst)
+        self._idle: deque[ModelInstance] = deque(self._instances)
+        self._waiters: deque[asyncio.Future[None]] = deque()
 
     @property
     def size(self) -> int:
@@ -31,47 +46,114 @@ class InstancePool:
 
     @property
     def idle_count(self) -> int:
-        return self._idle.qsize()
-
-    async def acquire(self) -> ModelInstance:
-        """Wait for an idle instance."""
-        return await self._idle.get()
+        return len(self._idle)
 
     def try_acquire(self) -> ModelInstance | None:
         """An idle instance, or None at once when all are busy."""
-        try:
-            return self._idle.get_nowait()
-        except asyncio.QueueEmpty:
-            return None
+        return self._idle.popleft() if self._idle else None
 
-    async def execute(
-        self, instance: ModelInstance, requests: Sequence[InferRequest]
-    ) -> tuple[ExecuteResult, ExecutionTiming]:
-        """Run one batch on an acquired `instance`'s thread; the instance turns idle when it finishes.
+    async def acquire(self) -> ModelInstance:
+        """Wait for an idle instance."""
+        while not self._idle:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+                raise
+        return self._idle.popleft()
 
-        The instance is released when the execution really ends, even if the awaiting caller is
-        cancelled first, so an instance never runs two batches at once.
+    def run(self, instance: ModelInstance, requests: Sequence[InferRequest], on_done: OnDone) -> None:
+        """Start a batch on an acquired `instance`'s thread.
+
+        When the execution ends, on the calling event loop, the instance turns idle and then
+        `on_done(outcome)` runs. A backend exception becomes an INTERNAL error for each request.
         """
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executors[id(instance)], _timed_execute, instance, requests)
-        future.add_done_callback(lambda _: self._idle.put_nowait(instance))
-        return await asyncio.shield(future)
+
+        def finished(outcome: Outcome) -> None:
+            self._release(instance)
+            on_done(outcome)
+
+        self._workers[id(instance)].submit(requests, loop, finished)
+
+    async def execute(self, instance: ModelInstance, requests: Sequence[InferRequest]) -> Outcome:
+        """Run one batch on an acquired `instance` and wait for it.
+
+        The instance turns idle when the execution really ends, even if the caller is cancelled
+        first, so an instance never runs two batches at once.
+        """
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+
+        def deliver(outcome: Outcome) -> None:
+            if not future.done():
+                future.set_result(outcome)
+
+        self.run(instance, requests, deliver)
+        return await future
 
     def close(self) -> None:
         """Close every instance and stop its thread (waits for a running batch to finish)."""
-        for inst in self._instances:
-            executor = self._executors[id(inst)]
-            executor.submit(inst.close).result()
-            executor.shutdown(wait=True)
+        for worker in self._workers.values():
+            worker.close()
+        self._workers.clear()
         self._instances.clear()
+        self._idle.clear()
+
+    def _release(self, instance: ModelInstance) -> None:
+        self._idle.append(instance)
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                break
 
 
-def _timed_execute(
-    instance: ModelInstance, requests: Sequence[InferRequest]
-) -> tuple[ExecuteResult, ExecutionTiming]:
+class _Worker:
+    """The thread that runs one instance's batches, one at a time, in the order submitted."""
+
+    def __init__(self, instance: ModelInstance, name: str) -> None:
+        self._instance = instance
+        self._name = name
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, requests: Sequence[InferRequest], loop: asyncio.AbstractEventLoop, done: OnDone) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
+            self._thread.start()
+        self._jobs.put((requests, loop, done))
+
+    def close(self) -> None:
+        """Close the instance on its own thread after the batches already submitted."""
+        if self._thread is None:
+            self._instance.close()
+            return
+        self._jobs.put(None)
+        self._thread.join()
+
+    def _serve(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                self._instance.close()
+                return
+            requests, loop, done = job
+            outcome = _timed_execute(self._instance, requests, self._name)
+            with contextlib.suppress(RuntimeError):  # the loop closed while it ran: nobody waits
+                loop.call_soon_threadsafe(done, outcome)
+
+
+def _timed_execute(instance: ModelInstance, requests: Sequence[InferRequest], name: str) -> Outcome:
     """Execute and time a batch; instances that time their phases expose `last_timing`."""
     start = time.perf_counter_ns()
-    results = instance.execute(requests)
+    try:
+        results = instance.execute(requests)
+    except Exception as exc:  # a backend that raised instead of returning per-request errors
+        log.exception("instance %s: execution failed", name)
+        return [InternalError(f"execution failed: {exc}")] * len(requests), ExecutionTiming()
     elapsed = time.perf_counter_ns() - start
     timing = getattr(instance, "last_timing", None)
     return results, timing if isinstance(timing, ExecutionTiming) else ExecutionTiming(infer_ns=elapsed)

@@ -9,13 +9,14 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelport.core.server import InferenceServer
 from modelport.errors import ModelportError, Unsupported
 from modelport.frontends.http import handlers as h
 from modelport.frontends.http.body import BodyTooLarge
+from modelport.frontends.http.infer_endpoint import InferEndpoint
 from modelport.frontends.status import http_status
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,15 @@ def _model_routes(prefix: str) -> list[Route]:
         Route(prefix, h.model_metadata, methods=["GET"]),
         Route(prefix + "/ready", h.model_ready, methods=["GET"]),
         Route(prefix + "/config", h.model_config, methods=["GET"]),
-        Route(prefix + "/infer", h.infer, methods=["POST"]),
         Route(prefix + "/stats", h.model_statistics, methods=["GET"]),
+    ]
+
+
+def infer_routes(endpoint: InferEndpoint) -> list[Route]:
+    """The inference routes (a plain ASGI endpoint: see infer_endpoint.py)."""
+    return [
+        Route(_VERSIONED + "/infer", endpoint, methods=["POST"]),
+        Route(_MODEL + "/infer", endpoint, methods=["POST"]),
     ]
 
 
@@ -61,10 +69,12 @@ ROUTES = [
     Route("/v2/logging", h.log_settings, methods=["GET", "POST"]),
     Route("/v2/trace/setting", h.trace_settings, methods=["GET", "POST"]),
     Route(_MODEL + "/trace/setting", h.trace_settings, methods=["GET", "POST"]),
-    *_shared_memory_routes("/v2/systemsharedmemory", h.system_shm_status, h.system_shm_register,
-                           h.system_shm_unregister),
-    *_shared_memory_routes("/v2/cudasharedmemory", h.cuda_shm_status, h.cuda_shm_register,
-                           h.cuda_shm_unregister),
+    *_shared_memory_routes(
+        "/v2/systemsharedmemory", h.system_shm_status, h.system_shm_register, h.system_shm_unregister
+    ),
+    *_shared_memory_routes(
+        "/v2/cudasharedmemory", h.cuda_shm_status, h.cuda_shm_register, h.cuda_shm_unregister
+    ),
 ]
 
 
@@ -132,10 +142,34 @@ class _StartupGate:
         await self._app(scope, receive, send)
 
 
-def create_http_app(server: InferenceServer) -> Starlette:
+class HttpApp:
+    """The HTTP/REST app: inference goes straight to its endpoint, everything else through Starlette.
+
+    Inference requests skip the middleware stack (the endpoint gates on startup and answers its
+    own errors); the same routes are also in Starlette's table, so any other method on an infer
+    path gets Starlette's usual 405.
+    """
+
+    def __init__(self, app: Starlette, fast_routes: list[Route]) -> None:
+        self.app = app
+        self._fast_routes = fast_routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].endswith("/infer"):
+            for route in self._fast_routes:
+                match, child_scope = route.matches(scope)
+                if match is Match.FULL:
+                    scope.update(child_scope)
+                    await route.app(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+def create_http_app(server: InferenceServer) -> HttpApp:
     """The HTTP/REST app serving `server`."""
+    fast_routes = infer_routes(InferEndpoint(server))
     app = Starlette(
-        routes=ROUTES,
+        routes=[*ROUTES, *fast_routes],
         exception_handlers={
             ModelportError: _modelport_error,
             HTTPException: _http_error,
@@ -144,4 +178,4 @@ def create_http_app(server: InferenceServer) -> Starlette:
     app.state.server = server
     app.add_middleware(_InternalErrors)
     app.add_middleware(_StartupGate, server=server)
-    return app
+    return HttpApp(app, fast_routes)

@@ -6,6 +6,7 @@ import gzip
 import zlib
 
 from starlette.requests import Request
+from starlette.types import Receive
 
 from modelport.errors import InvalidInput, ModelportError, Unsupported
 
@@ -14,26 +15,73 @@ class BodyTooLarge(ModelportError):
     """The body exceeds --http-max-input-size (answered with 413)."""
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refusing it as soon as it is known to exceed `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(_too_large(int(declared), limit))
-    chunks: list[bytes] = []
+class ClientDisconnected(Exception):
+    """The client went away before it finished sending the body."""
+
+
+async def read_body(request: Request, limit: int) -> bytes | bytearray:
+    """The whole body of a Starlette request, refusing it as soon as it is known to exceed `limit`."""
+    return await receive_body(request.receive, request.headers.get("content-length"), limit)
+
+
+async def receive_body(receive: Receive, content_length: str | None, limit: int) -> bytes | bytearray:
+    """The whole request body, refused (413) as soon as it is known to exceed `limit` bytes.
+
+    With a Content-Length the chunks are copied once into a buffer of that size; the tensors of
+    the request are then views of that buffer.
+    """
+    declared = int(content_length) if content_length is not None and content_length.isdigit() else None
+    if declared is not None and declared > limit:
+        raise BodyTooLarge(_too_large(declared, limit))
+    message = await receive()
+    chunk: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        if len(chunk) > limit:
+            raise BodyTooLarge(_too_large(len(chunk), limit))
+        return chunk
+    if declared is None:  # chunked transfer encoding: the size is known at the end
+        return await _join_chunks(receive, chunk, limit)
+    buffer = bytearray(declared)
+    view = memoryview(buffer)
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
+    while True:
+        end = size + len(chunk)
+        if end > declared:  # the HTTP parser frames bodies by Content-Length; never expected
+            raise InvalidInput(f"request body longer than its Content-Length of {declared} bytes")
+        view[size:end] = chunk
+        size = end
+        if not message.get("more_body", False):
+            return buffer if size == declared else buffer[:size]
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected()
+        chunk = message.get("body", b"")
+
+
+async def _join_chunks(receive: Receive, first: bytes, limit: int) -> bytes:
+    chunks = [first]
+    size = len(first)
+    while True:
         if size > limit:
             raise BodyTooLarge(_too_large(size, limit))
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected()
+        chunk = message.get("body", b"")
         chunks.append(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        size += len(chunk)
+        if not message.get("more_body", False):
+            break
+    if size > limit:
+        raise BodyTooLarge(_too_large(size, limit))
+    return b"".join(chunks)
 
 
 def _too_large(size: int, limit: int) -> str:
     return f"request body of at least {size} bytes exceeds the limit of {limit} bytes (--http-max-input-size)"
 
 
-def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
+def decompress(body: bytes | bytearray, encoding: str | None, limit: int) -> bytes | bytearray:
     """Inflate a gzip or deflate (zlib or raw) body; other encodings are refused with 501."""
     name = (encoding or "identity").strip().lower()
     if name in ("", "identity"):

@@ -10,11 +10,9 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelport.codecs import json_v2
-from modelport.codecs.binary import parse_header_length
 from modelport.core.server import InferenceServer
 from modelport.errors import InternalError, InvalidInput
-from modelport.frontends.http.body import choose_encoding, compress, decompress, read_body
+from modelport.frontends.http.body import read_body
 
 _EMPTY_OK = Response(status_code=200)
 
@@ -63,32 +61,6 @@ async def model_statistics(request: Request) -> Response:
     name = request.path_params.get("model", "")
     version = request.path_params.get("version")
     return json_response(_server(request).model_statistics(name, "" if version is None else str(version)))
-
-
-async def infer(request: Request) -> Response:
-    server = _server(request)
-    name, version = _model(request)
-    limit = server.settings.http_max_input_size
-    body = decompress(await read_body(request, limit), request.headers.get("content-encoding"), limit)
-    header_length = parse_header_length(request.headers.get("inference-header-content-length"))
-    spec = server.model_spec(name, version)  # an unknown model is 404 before its body is looked at
-    if header_length == 0:
-        infer_request = json_v2.decode_raw_request(body, spec, version)
-    else:
-        infer_request = json_v2.decode_request(body, header_length, name, version, shm=server.shared_memory)
-    traceparent = request.headers.get("traceparent") if server.tracing.active else None
-    response = await server.infer(infer_request, traceparent)
-    payload, json_length = json_v2.encode_response(response, infer_request)
-    headers: dict[str, str] = {}
-    media_type = "application/json"
-    if json_length is not None:
-        headers["Inference-Header-Content-Length"] = str(json_length)
-        media_type = "application/octet-stream"
-    encoding = choose_encoding(request.headers.get("accept-encoding"))
-    if encoding is not None:
-        payload = compress(payload, encoding)
-        headers["Content-Encoding"] = encoding
-    return Response(payload, headers=headers, media_type=media_type)
 
 
 async def log_settings(request: Request) -> Response:
@@ -150,7 +122,7 @@ async def repository_unload(request: Request) -> Response:
     return Response(status_code=200)
 
 
-def _repository_parameters(body: bytes) -> dict[str, Any]:
+def _repository_parameters(body: bytes | bytearray) -> dict[str, Any]:
     """The `parameters` object of a repository load/unload body (the body may be empty)."""
     if not body.strip():
         return {}
@@ -213,7 +185,7 @@ def _is_count(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _json_object(body: bytes) -> dict[str, Any]:
+def _json_object(body: bytes | bytearray) -> dict[str, Any]:
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

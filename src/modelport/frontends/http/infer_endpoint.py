@@ -1,0 +1,105 @@
+"""InferEndpoint: POST /v2/models/{model}[/versions/{version}]/infer as a plain ASGI app.
+
+Inference is the one hot route, so it skips Starlette's request, response and middleware layers:
+the body is read straight from the ASGI messages into one buffer sized by Content-Length, and
+the response goes out as two prebuilt messages. Errors are answered here with the same
+`{"error": ...}` bodies and statuses as every other route.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from starlette.types import Receive, Scope, Send
+
+from modelport.codecs import json_v2
+from modelport.codecs.binary import parse_header_length
+from modelport.core.server import InferenceServer
+from modelport.errors import ModelportError, Unsupported
+from modelport.frontends.http.body import (
+    BodyTooLarge,
+    ClientDisconnected,
+    choose_encoding,
+    compress,
+    decompress,
+    receive_body,
+)
+from modelport.frontends.status import http_status
+
+log = logging.getLogger(__name__)
+
+_WANTED_HEADERS = frozenset(
+    {
+        b"content-length",
+        b"content-encoding",
+        b"inference-header-content-length",
+        b"accept-encoding",
+        b"traceparent",
+    }
+)
+_JSON = b"application/json"
+_BINARY = b"application/octet-stream"
+
+
+class InferEndpoint:
+    """Decodes an infer request, runs it through the InferenceServer, and encodes the answer."""
+
+    def __init__(self, server: InferenceServer) -> None:
+        self._server = server
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            status, headers, body = await self._infer(scope, receive)
+        except ClientDisconnected:
+            return  # nobody to answer
+        except ModelportError as exc:
+            status, headers, body = _error(exc)
+        except Exception as exc:
+            log.exception("internal error handling POST %s", scope.get("path"))
+            message = f"internal server error: {type(exc).__name__}: {exc}"
+            status, headers, body = 500, [(b"content-type", _JSON)], orjson.dumps({"error": message})
+        headers.append((b"content-length", b"%d" % len(body)))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _infer(self, scope: Scope, receive: Receive) -> tuple[int, list[tuple[bytes, bytes]], Any]:
+        server = self._server
+        if not server.started:
+            await server.wait_started()
+        params = scope["path_params"]
+        name = params["model"]
+        version = "" if params.get("version") is None else str(params["version"])
+        found = {k.decode(): v.decode("latin-1") for k, v in scope["headers"] if k in _WANTED_HEADERS}
+        limit = server.settings.http_max_input_size
+        raw = await receive_body(receive, found.get("content-length"), limit)
+        body = decompress(raw, found.get("content-encoding"), limit)
+        header_length = parse_header_length(found.get("inference-header-content-length"))
+        spec = server.model_spec(name, version)  # an unknown model is 404 before its body is looked at
+        if header_length == 0:
+            request = json_v2.decode_raw_request(body, spec, version)
+        else:
+            request = json_v2.decode_request(body, header_length, name, version, shm=server.shared_memory)
+        traceparent = found.get("traceparent") if server.tracing.active else None
+        response = await server.infer(request, traceparent)
+        payload, json_length = json_v2.encode_response(response, request)
+        headers: list[tuple[bytes, bytes]] = []
+        if json_length is None:
+            headers.append((b"content-type", _JSON))
+        else:
+            headers.append((b"content-type", _BINARY))
+            headers.append((b"inference-header-content-length", b"%d" % json_length))
+        encoding = choose_encoding(found.get("accept-encoding"))
+        if encoding is not None:
+            payload = compress(payload, encoding)
+            headers.append((b"content-encoding", encoding.encode()))
+        return 200, headers, payload
+
+
+def _error(exc: ModelportError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    status = 413 if isinstance(exc, BodyTooLarge) else http_status(exc.code)
+    headers = [(b"content-type", _JSON)]
+    if isinstance(exc, Unsupported):
+        headers.append((b"accept-encoding", b"gzip, deflate"))
+    return status, headers, orjson.dumps({"error": exc.message})
