@@ -56,6 +56,8 @@ MODELS: dict[str, tuple[str | None, str]] = {
                     elif value == 3:
                         error = pb_utils.TritonError("no such thing")
                         responses.append(pb_utils.InferenceResponse(error=error))
+                    elif value == 7:
+                        responses.append(pb_utils.InferenceResponse([]))  # forgets OUTPUT0
                     else:
                         tensor = pb_utils.get_input_tensor_by_name(request, "INPUT0")
                         out = pb_utils.Tensor("OUTPUT0", tensor.as_numpy())
@@ -522,6 +524,13 @@ def test_triton_error_in_a_response_reaches_the_client_with_its_code(
         http.infer("py_errors", _inputs(httpclient, INPUT0=np.array([3], np.int32)))
     assert raised.value.status() == "500"  # TritonError defaults to INTERNAL
     assert "no such thing" in raised.value.message()
+
+
+def test_a_missing_output_is_the_servers_fault(http: httpclient.InferenceServerClient) -> None:
+    with pytest.raises(InferenceServerException) as raised:
+        http.infer("py_errors", _inputs(httpclient, INPUT0=np.array([7], np.int32)))
+    assert raised.value.status() == "500"
+    assert "model 'py_errors' did not produce output 'OUTPUT0'" in raised.value.message()
 
 
 @pytest.mark.parametrize("model", ["py_errors", "py_errors_process"])

@@ -354,7 +354,7 @@ def _build_response(
         assert tensor is not None
         data = outputs.get(name)
         if data is None:
-            raise InvalidInput(f"model '{spec.name}' did not produce output '{name}'")
+            raise InternalError(f"model '{spec.name}' did not produce output '{name}'")
         data = np.asarray(data)
         if tensor.reshape is not None and tensor.dims.count(-1) <= 1:
             data = data.reshape((data.shape[0], *tensor.dims) if batched else tensor.dims)
