@@ -13,11 +13,9 @@ from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelport.core.server import InferenceServer
-from modelport.errors import ModelportError, Unsupported
+from modelport.errors import ModelportError
 from modelport.frontends.http import handlers as h
-from modelport.frontends.http.body import BodyTooLarge
-from modelport.frontends.http.infer_endpoint import InferEndpoint
-from modelport.frontends.status import http_status
+from modelport.frontends.http.infer_endpoint import InferEndpoint, error_parts
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +78,8 @@ ROUTES = [
 
 async def _modelport_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ModelportError)
-    status = 413 if isinstance(exc, BodyTooLarge) else http_status(exc.code)
-    headers = {"Accept-Encoding": "gzip, deflate"} if isinstance(exc, Unsupported) else None
-    response = h.json_response({"error": exc.message}, status=status)
-    if headers:
-        response.headers.update(headers)
-    return response
+    status, headers, body = error_parts(exc)
+    return Response(body, status_code=status, headers={k.decode(): v.decode() for k, v in headers})
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -55,7 +55,7 @@ class InferEndpoint:
         except ClientDisconnected:
             return  # nobody to answer
         except ModelportError as exc:
-            status, headers, body = _error(exc)
+            status, headers, body = error_parts(exc)
         except Exception as exc:
             log.exception("internal error handling POST %s", scope.get("path"))
             message = f"internal server error: {type(exc).__name__}: {exc}"
@@ -97,7 +97,8 @@ class InferEndpoint:
         return 200, headers, payload
 
 
-def _error(exc: ModelportError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+def error_parts(exc: ModelportError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, headers and `{"error": ...}` body answering `exc` (every HTTP route uses these)."""
     status = 413 if isinstance(exc, BodyTooLarge) else http_status(exc.code)
     headers = [(b"content-type", _JSON)]
     if isinstance(exc, Unsupported):
