@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Sequence
 
 import pytest
 
+from modelport.backends.base import ExecuteResult
 from modelport.clock import FakeClock
 from modelport.errors import ModelUnavailable
 from modelport.observability.stats import ModelStats
 from modelport.scheduling.dynamic_batcher import DynamicBatcher
 from modelport.scheduling.instances import InstancePool
+from modelport.tensor.records import InferRequest
 from modelport.testing.fakes import EchoInstance, echo_request, spec_from_pbtxt
 
 MS = 1_000_000
@@ -280,3 +283,34 @@ async def test_stop_fails_queued_requests_and_refuses_new_ones() -> None:
         await queued
     with pytest.raises(ModelUnavailable):
         await batcher.submit(echo_request())
+
+
+class _OnePermitPerBatch(EchoInstance):
+    """An echo instance that runs one batch per permit released by the test."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.permits = threading.Semaphore(0)
+
+    def execute(self, requests: Sequence[InferRequest]) -> ExecuteResult:
+        if not self.permits.acquire(timeout=10):
+            raise TimeoutError("the test released no permit")
+        return super().execute(requests)
+
+
+async def test_the_freed_instance_gets_the_next_batch_before_answers_go_out() -> None:
+    inst = _OnePermitPerBatch()
+    pool = InstancePool([inst], "test")
+    batcher = DynamicBatcher(spec_from_pbtxt(BASE + "dynamic_batching { }"), pool, ModelStats(), FakeClock())
+    first = asyncio.create_task(batcher.submit(echo_request()))
+    await settle()  # running, waiting for its permit
+    waiting = [asyncio.create_task(batcher.submit(echo_request())) for _ in range(3)]
+    await settle()
+    inst.permits.release()
+    await first
+    # When the first caller resumes, the three queued requests already hold the instance as one batch.
+    assert pool.idle_count == 0 and batcher.queued == 0
+    inst.permits.release()
+    await asyncio.gather(*waiting)
+    assert inst.batches == [[1], [1, 1, 1]]
+    await batcher.stop()

@@ -1,0 +1,75 @@
+"""InstancePool: worker threads, idle hand-out, and release only when an execution really ends."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from modelport.backends.base import ExecuteResult
+from modelport.errors import InternalError
+from modelport.scheduling.instances import InstancePool
+from modelport.tensor.records import InferRequest
+from modelport.testing.fakes import EchoInstance, echo_request
+
+
+class _Exploding:
+    """A backend that raises instead of returning per-request errors."""
+
+    closed_on: str | None = None
+
+    def execute(self, requests: Sequence[InferRequest]) -> ExecuteResult:
+        raise RuntimeError("kaboom")
+
+    def close(self) -> None:
+        self.closed_on = threading.current_thread().name
+
+
+async def test_a_raising_backend_fails_each_request_and_frees_the_instance() -> None:
+    inst = _Exploding()
+    pool = InstancePool([inst], "model-v1")
+    acquired = pool.try_acquire()
+    assert acquired is inst
+    results, _ = await pool.execute(acquired, [echo_request(), echo_request()])
+    assert len(results) == 2
+    assert all(isinstance(r, InternalError) and "execution failed: kaboom" in r.message for r in results)
+    assert pool.idle_count == 1
+    await asyncio.to_thread(pool.close)
+    assert inst.closed_on == "model-v1-0"  # closed on its own worker thread
+
+
+async def test_a_cancelled_caller_does_not_free_a_running_instance() -> None:
+    gate = threading.Event()
+    inst = EchoInstance(gate)
+    pool = InstancePool([inst], "m")
+    acquired = pool.try_acquire()
+    assert acquired is not None
+    caller = asyncio.create_task(pool.execute(acquired, [echo_request()]))
+    await asyncio.sleep(0.05)
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert pool.idle_count == 0 and inst.running == 1  # still executing: not handed out again
+    gate.set()
+    instance = await asyncio.wait_for(pool.acquire(), timeout=5)
+    assert instance is inst and inst.running == 0
+    await asyncio.to_thread(pool.close)
+
+
+async def test_acquire_waits_for_a_release_in_turn() -> None:
+    gate = threading.Event()
+    a, b = EchoInstance(gate), EchoInstance(gate)
+    pool = InstancePool([a, b], "m")
+    first, second = pool.try_acquire(), pool.try_acquire()
+    assert (first, second) == (a, b) and pool.try_acquire() is None
+    runs = [asyncio.create_task(pool.execute(inst, [echo_request()])) for inst in (a, b)]
+    waiter = asyncio.create_task(pool.acquire())
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    gate.set()
+    await asyncio.gather(*runs)
+    assert await asyncio.wait_for(waiter, timeout=5) in (a, b)
+    assert pool.idle_count == 1
+    await asyncio.to_thread(pool.close)
