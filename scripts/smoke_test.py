@@ -6,14 +6,16 @@ and does a real request come back with the expected top class.
     python scripts/smoke_test.py http://127.0.0.1:8000 --model mobilenet_v2 --expect cat
     python scripts/smoke_test.py http://svc:8000 --wait 300        # retry until ready (after a deploy)
     python scripts/smoke_test.py URL --model tiny --input ramp --expect cat   # any model, synthetic input
+    python scripts/smoke_test.py --model image_classifier           # JPEG bytes in, labels out (ensemble)
 
 Checks, in order: GET /v2/health/live, GET /v2/health/ready, GET /v2 (server metadata),
 GET /v2/models/<model>/ready, GET /v2/models/<model> (model metadata), then POST /v2/models/<model>/infer with
-one input tensor, asking for the classification extension's top-k of the output, and checks that the top-1
-label contains --expect (case-insensitive).
+its inputs, asking for the classification extension's top-k of the output (a BYTES output is read as labels
+already), and checks that the top-1 label contains --expect (case-insensitive).
 
 Inputs (--input):
-  auto   image-shaped FP32 inputs ([3,H,W] or [H,W,3]) get the photo, anything else the ramp
+  auto   image-shaped FP32 inputs ([3,H,W] or [H,W,3]) get the photo, a one-element BYTES input the photo
+         file itself (models that decode images, such as the image_classifier ensemble), the rest the ramp
   image  a photo (--image PATH, else scikit-image's cat "chelsea"), preprocessed like the example classifier
          (scripts/generate_input.py; needs numpy, Pillow, and scikit-image for the bundled photo)
   ramp   0, 1, 2, ... in the input's shape (batch 1, dynamic dims 1); needs only the standard library
@@ -59,10 +61,15 @@ class Client:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
 
-    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
+    def request(self, method: str, path: str, body: bytes | None = None,
+                json_length: int | None = None) -> tuple[int, Any]:
+        """`json_length`: the body is a JSON header of that length followed by binary tensor data."""
         request = urllib.request.Request(self.base_url + path, data=body, method=method)
-        if body is not None:
+        if body is not None and json_length is None:
             request.add_header("Content-Type", "application/json")
+        elif body is not None:
+            request.add_header("Content-Type", "application/octet-stream")
+            request.add_header("Inference-Header-Content-Length", str(json_length))
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return response.status, _decode(response.read())
@@ -150,6 +157,31 @@ def image_tensor(shape: list[int], image_path: Path | None) -> list[float]:
     return [float(x) for x in np.asarray(chw, dtype=np.float32).ravel()]
 
 
+def image_file_bytes(image_path: Path | None) -> bytes:
+    """The photo as an encoded file (JPEG for the bundled one), for models that decode images themselves."""
+    if image_path is not None:
+        try:
+            return image_path.read_bytes()
+        except OSError as exc:
+            raise InputUnavailable(f"cannot read image {image_path}: {exc}") from exc
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    try:
+        import io
+
+        from generate_input import load_sample
+        from PIL import Image
+    except ImportError as exc:
+        raise InputUnavailable(f"the photo needs numpy and Pillow ({exc}); pip install numpy pillow "
+                               "scikit-image, or pass --image PATH") from exc
+    try:
+        image = load_sample("chelsea")
+    except SystemExit as exc:  # generate_input reports a missing scikit-image this way
+        raise InputUnavailable(f"{exc}; or pass --image PATH") from exc
+    encoded = io.BytesIO()
+    Image.fromarray(image).save(encoded, format="JPEG")
+    return encoded.getvalue()
+
+
 # ----------------------------------------------------------------------------------------------------
 # the checks
 
@@ -174,9 +206,9 @@ def run_checks(args: argparse.Namespace, say: Callable[[str], None]) -> None:
         raise CheckFailed(f"model metadata of '{args.model}' lists no inputs or no outputs: {metadata}")
     say(f"ok   model metadata: inputs {[i['name'] for i in inputs]}, outputs {[o['name'] for o in outputs]}")
 
-    body = _build_request(args, metadata, inputs, outputs)
+    body, json_length = _build_request(args, metadata, inputs, outputs)
     start = time.perf_counter()
-    status, payload = client.request("POST", model_path + "/infer", body)
+    status, payload = client.request("POST", model_path + "/infer", body, json_length)
     elapsed_ms = (time.perf_counter() - start) * 1000
     if status != 200:
         raise CheckFailed(
@@ -207,24 +239,39 @@ def _wait_until_ready(client: Client, wait: float, say: Callable[[str], None]) -
 
 
 def _build_request(args: argparse.Namespace, metadata: dict[str, Any], inputs: list[dict[str, Any]],
-                   outputs: list[dict[str, Any]]) -> bytes:
+                   outputs: list[dict[str, Any]]) -> tuple[bytes, int | None]:
+    """The infer body and, when it carries binary tensor data, the length of its JSON header.
+
+    Image-shaped FP32 inputs get the preprocessed photo; a BYTES input of one element gets the photo
+    file itself (a model that decodes images); the rest a ramp. A BYTES output is taken as already
+    holding labels, any other output is asked for the classification extension's top-k.
+    """
+    by_name = {o["name"]: o for o in outputs}
     output_name = args.output or outputs[0]["name"]
-    if output_name not in {o["name"] for o in outputs}:
+    if output_name not in by_name:
         raise CheckFailed(f"model '{args.model}' has no output '{output_name}'")
-    tensors = []
+    tensors, blobs = [], []
     for spec in inputs:
         shape, datatype = _concrete_shape(list(spec["shape"])), spec["datatype"]
         batched = bool(spec["shape"]) and spec["shape"][0] == -1
-        use_image = args.input == "image" or (
-            args.input == "auto" and _is_image_shaped(datatype, list(spec["shape"]), batched)
-        )
-        data = image_tensor(shape, args.image) if use_image else ramp_tensor(shape, datatype)
-        tensors.append({"name": spec["name"], "datatype": datatype, "shape": shape, "data": data})
-    request = {
-        "inputs": tensors,
-        "outputs": [{"name": output_name, "parameters": {"classification": args.top_k}}],
-    }
-    return json.dumps(request, separators=(",", ":")).encode("utf-8")
+        tensor: dict[str, Any] = {"name": spec["name"], "datatype": datatype, "shape": shape}
+        if datatype == "BYTES" and args.input != "ramp" and math.prod(shape) == 1:
+            photo = image_file_bytes(args.image)
+            blobs.append(len(photo).to_bytes(4, "little") + photo)
+            tensor["parameters"] = {"binary_data_size": len(blobs[-1])}
+        else:
+            use_image = args.input == "image" or (
+                args.input == "auto" and _is_image_shaped(datatype, list(spec["shape"]), batched)
+            )
+            tensor["data"] = image_tensor(shape, args.image) if use_image else ramp_tensor(shape, datatype)
+        tensors.append(tensor)
+    output: dict[str, Any] = {"name": output_name}
+    if by_name[output_name]["datatype"] != "BYTES":
+        output["parameters"] = {"classification": args.top_k}
+    header = json.dumps({"inputs": tensors, "outputs": [output]}, separators=(",", ":")).encode("utf-8")
+    if not blobs:
+        return header, None
+    return header + b"".join(blobs), len(header)
 
 
 def _top1(payload: Any) -> str:

@@ -78,7 +78,8 @@ def _repository(root: Path, with_mobilenet: bool) -> Path:
     repo.mkdir()
     write_tiny_classifier(repo)
     if with_mobilenet:
-        (repo / "mobilenet_v2").symlink_to(MOBILENET, target_is_directory=True)
+        for name in ("mobilenet_v2", "image_classifier", "preprocess", "postprocess"):
+            (repo / name).symlink_to(MOBILENET.parent / name, target_is_directory=True)
     return repo
 
 
@@ -114,6 +115,14 @@ def test_passes_with_the_tiny_classifier(server: Server) -> None:
 @pytest.mark.skipif(not _has_photo_tools(), reason="Pillow/scikit-image not installed for the cat photo")
 def test_passes_with_mobilenet_and_the_cat_photo(server: Server) -> None:
     result = smoke(server.url)  # the defaults: mobilenet_v2, the cat, expect "cat"
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "top-1 'Egyptian cat" in result.stdout
+
+
+@pytest.mark.skipif(not _mobilenet_available(), reason="examples/model_repository not built (`make models`)")
+@pytest.mark.skipif(not _has_photo_tools(), reason="Pillow/scikit-image not installed for the cat photo")
+def test_passes_with_the_jpeg_ensemble(server: Server) -> None:
+    result = smoke(server.url, "--model", "image_classifier")  # the photo file in, labels out
     assert result.returncode == 0, result.stdout + result.stderr
     assert "top-1 'Egyptian cat" in result.stdout
 
