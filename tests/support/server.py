@@ -107,14 +107,18 @@ class ServerProcess:
             return ["--allow-grpc=false"]
         return ["--grpc-address", HOST, "--grpc-port", str(self.grpc_port)]
 
-    def start(self, attempts: int = 3) -> None:
-        """Start and wait for liveness; a port taken between probe and bind is retried."""
+    def start(self, attempts: int = 3, *, wait_for_models: bool = True) -> None:
+        """Start and wait for liveness (and, by default, for the startup models to load).
+
+        A port taken between probe and bind is retried.
+        """
         for attempt in range(attempts):
             self.port = free_port()
             self.grpc_port = free_port() if self.grpc else 0
             self._spawn()
             if self._wait_live():
-                self._wait_started()
+                if wait_for_models:
+                    self._wait_started()
                 return
             if attempt + 1 < attempts and "failed to start" in self.log():  # a port was taken meanwhile
                 continue
