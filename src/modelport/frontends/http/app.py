@@ -15,7 +15,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from modelport.core.server import InferenceServer
 from modelport.errors import ModelportError
 from modelport.frontends.http import handlers as h
-from modelport.frontends.http.infer_endpoint import InferEndpoint, error_parts
+from modelport.frontends.http.errors import Headers, error_parts, internal_error_parts
+from modelport.frontends.http.infer_endpoint import InferEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,10 @@ ROUTES = [
 
 async def _modelport_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ModelportError)
-    status, headers, body = error_parts(exc)
+    return _raw_response(*error_parts(exc))
+
+
+def _raw_response(status: int, headers: Headers, body: bytes) -> Response:
     return Response(body, status_code=status, headers={k.decode(): v.decode() for k, v in headers})
 
 
@@ -111,8 +115,8 @@ class _InternalErrors:
             log.exception("internal error handling %s %s", scope.get("method"), scope.get("path"))
             if started or scope["type"] != "http":
                 raise
-            body = {"error": f"internal server error: {type(exc).__name__}: {exc}"}
-            await h.json_response(body, status=500)(scope, receive, send)
+            status, headers, body = internal_error_parts(exc)
+            await _raw_response(status, headers, body)(scope, receive, send)
 
 
 class _StartupGate:

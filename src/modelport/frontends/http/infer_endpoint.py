@@ -11,22 +11,20 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import orjson
 from starlette.types import Receive, Scope, Send
 
 from modelport.codecs import json_v2
 from modelport.codecs.binary import parse_header_length
 from modelport.core.server import InferenceServer
-from modelport.errors import ModelportError, Unsupported
+from modelport.errors import ModelportError
 from modelport.frontends.http.body import (
-    BodyTooLarge,
     ClientDisconnected,
     choose_encoding,
     compress,
     decompress,
     receive_body,
 )
-from modelport.frontends.status import http_status
+from modelport.frontends.http.errors import JSON, Headers, error_parts, internal_error_parts
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +37,6 @@ _WANTED_HEADERS = frozenset(
         b"traceparent",
     }
 )
-_JSON = b"application/json"
 _BINARY = b"application/octet-stream"
 
 
@@ -58,13 +55,12 @@ class InferEndpoint:
             status, headers, body = error_parts(exc)
         except Exception as exc:
             log.exception("internal error handling POST %s", scope.get("path"))
-            message = f"internal server error: {type(exc).__name__}: {exc}"
-            status, headers, body = 500, [(b"content-type", _JSON)], orjson.dumps({"error": message})
+            status, headers, body = internal_error_parts(exc)
         headers.append((b"content-length", b"%d" % len(body)))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def _infer(self, scope: Scope, receive: Receive) -> tuple[int, list[tuple[bytes, bytes]], Any]:
+    async def _infer(self, scope: Scope, receive: Receive) -> tuple[int, Headers, Any]:
         server = self._server
         if not server.started:
             await server.wait_started()
@@ -84,9 +80,9 @@ class InferEndpoint:
         traceparent = found.get("traceparent") if server.tracing.active else None
         response = await server.infer(request, traceparent)
         payload, json_length = json_v2.encode_response(response, request)
-        headers: list[tuple[bytes, bytes]] = []
+        headers: Headers = []
         if json_length is None:
-            headers.append((b"content-type", _JSON))
+            headers.append((b"content-type", JSON))
         else:
             headers.append((b"content-type", _BINARY))
             headers.append((b"inference-header-content-length", b"%d" % json_length))
@@ -95,12 +91,3 @@ class InferEndpoint:
             payload = compress(payload, encoding)
             headers.append((b"content-encoding", encoding.encode()))
         return 200, headers, payload
-
-
-def error_parts(exc: ModelportError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """Status, headers and `{"error": ...}` body answering `exc` (every HTTP route uses these)."""
-    status = 413 if isinstance(exc, BodyTooLarge) else http_status(exc.code)
-    headers = [(b"content-type", _JSON)]
-    if isinstance(exc, Unsupported):
-        headers.append((b"accept-encoding", b"gzip, deflate"))
-    return status, headers, orjson.dumps({"error": exc.message})
