@@ -152,8 +152,7 @@ class DynamicBatcher:
                     reason,
                 )
             self._executing += 1
-            started = self._clock.now_ns()
-            self._pool.run(instance, [p.request for p in batch], partial(self._finished, batch, started))
+            self._pool.run(instance, [p.request for p in batch], partial(self._finished, batch, now))
         if len(self._queue):
             self._grow = True
         return None
