@@ -3,14 +3,16 @@
 Hierarchy::
 
     ModelportError(code, message)
-    +-- InvalidInput        INVALID_ARG   the client sent something wrong
-    +-- ModelNotFound       NOT_FOUND     unknown model or version
-    +-- ModelUnavailable    UNAVAILABLE   known but not ready, overloaded, or shutting down
-    +-- Unsupported         UNSUPPORTED   a feature this server does not offer
-    +-- InternalError       INTERNAL      a real server or backend fault
+    +-- InvalidInput        INVALID_ARG     the client sent something wrong
+    +-- ModelNotFound       NOT_FOUND       unknown model or version
+    +-- ModelUnavailable    UNAVAILABLE     known but not ready, overloaded, or shutting down
+    +-- Unsupported         UNSUPPORTED     a feature this server does not offer
+    +-- AlreadyExists       ALREADY_EXISTS  something the request would create exists already
+    +-- InternalError       INTERNAL        a real server or backend fault
 
-The frontends map codes to HTTP statuses and gRPC codes from one table each; nothing else
-here knows about transports.
+UNKNOWN and CANCELLED (from Python-backend models) are passed as ModelportError's `code`.
+Nothing here knows about transports: the one table in frontends/status.py maps each code to
+both its HTTP status and its gRPC status code.
 """
 
 from __future__ import annotations
