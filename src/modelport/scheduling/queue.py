@@ -78,10 +78,6 @@ class RequestQueue:
             yield from self._levels[level].items
             yield from self._levels[level].delayed
 
-    def oldest_enqueue_ns(self) -> int | None:
-        first = next(iter(self), None)
-        return first.enqueue_ns if first is not None else None
-
     def pop_front(self, count: int) -> list[PendingRequest]:
         """Remove and return the first `count` requests in batching order."""
         taken: list[PendingRequest] = []
