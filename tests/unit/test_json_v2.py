@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from modelport.codecs import binary
-from modelport.codecs.json_v2 import decode_request, encode_response
+from modelport.codecs.json_v2 import decode_request, encode_response, parse_json_object
 from modelport.errors import ErrorCode, InvalidInput
 from modelport.tensor.records import InferOutput, InferRequest, InferResponse, RequestedOutput
 
@@ -32,6 +32,29 @@ def _error(body: bytes, header_length: int | None = None) -> str:
         decode_request(body, header_length, "m")
     assert info.value.code is ErrorCode.INVALID_ARG
     return info.value.message
+
+
+class TestParseJsonObject:
+    """The one parser of request JSON documents (infer bodies and the HTTP control endpoints)."""
+
+    def test_an_object_from_bytes_or_a_view(self) -> None:
+        assert parse_json_object(b'{"a": [1]}') == {"a": [1]}
+        assert parse_json_object(memoryview(b'xx{"a": 1}')[2:]) == {"a": 1}
+
+    @pytest.mark.parametrize(
+        ("body", "message"),
+        [
+            (b"{not json", "failed to parse the request JSON buffer: "),
+            (b"", "failed to parse the request JSON buffer: "),
+            (b"[1, 2]", "failed to parse the request JSON buffer: expected a JSON object"),
+            (b'"text"', "failed to parse the request JSON buffer: expected a JSON object"),
+        ],
+    )
+    def test_anything_else_is_invalid_input(self, body: bytes, message: str) -> None:
+        with pytest.raises(InvalidInput) as info:
+            parse_json_object(body)
+        assert info.value.code is ErrorCode.INVALID_ARG
+        assert info.value.message.startswith(message)
 
 
 class TestDecodeJson:

@@ -22,6 +22,17 @@ _DATA_SOURCES = ("data", "binary_data_size", "shared_memory_region")
 _RESERVED_PREFIX = "triton_"
 
 
+def parse_json_object(data: bytes | bytearray | memoryview) -> dict[str, Any]:
+    """A request's JSON document, which must be an object; anything else is INVALID_ARG."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"failed to parse the request JSON buffer: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidInput("failed to parse the request JSON buffer: expected a JSON object")
+    return doc
+
+
 def decode_request(
     body: bytes | bytearray,
     header_length: int | None,
@@ -31,12 +42,7 @@ def decode_request(
 ) -> InferRequest:
     """Decode an infer request body; binary inputs become numpy views of `body` (or of `shm` regions)."""
     header, binary = split_body(body, header_length)
-    try:
-        doc = orjson.loads(header)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"failed to parse the request JSON buffer: {exc}") from None
-    if not isinstance(doc, dict):
-        raise InvalidInput("failed to parse the request JSON buffer: expected a JSON object")
+    doc = parse_json_object(header)
     request = InferRequest(model_name=model_name, model_version=model_version)
     request.id = _string(doc.get("id", ""), "id")
     request.parameters = _request_parameters(doc.get("parameters"))

@@ -10,6 +10,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from modelport.codecs.json_v2 import parse_json_object
 from modelport.core.server import InferenceServer
 from modelport.errors import InternalError, InvalidInput
 from modelport.frontends.http.body import read_body
@@ -80,14 +81,14 @@ async def trace_settings(request: Request) -> Response:
 
 async def _settings_body(request: Request) -> dict[str, Any]:
     body = await read_body(request, 1 << 20)
-    return _json_object(body) if body.strip() else {}
+    return parse_json_object(body) if body.strip() else {}
 
 
 async def repository_index(request: Request) -> Response:
     body = await read_body(request, 1 << 20)
     ready_only = False
     if body.strip():
-        doc = _json_object(body)
+        doc = parse_json_object(body)
         ready_only = bool(doc.get("ready", False))
     entries = _server(request).repository_index(ready_only)
     return json_response([e.to_json() for e in entries])
@@ -126,7 +127,7 @@ def _repository_parameters(body: bytes | bytearray) -> dict[str, Any]:
     """The `parameters` object of a repository load/unload body (the body may be empty)."""
     if not body.strip():
         return {}
-    parameters = _json_object(body).get("parameters", {})
+    parameters = parse_json_object(body).get("parameters", {})
     if not isinstance(parameters, dict):
         raise InvalidInput("'parameters' must be a JSON object")
     return parameters
@@ -138,7 +139,7 @@ async def model_traffic(request: Request) -> Response:
     name = request.path_params["model"]
     if request.method == "GET":
         return json_response(server.model_traffic(name))
-    doc = _json_object(await read_body(request, 1 << 20))
+    doc = parse_json_object(await read_body(request, 1 << 20))
     return json_response(server.set_model_traffic(name, doc))
 
 
@@ -148,7 +149,7 @@ async def system_shm_status(request: Request) -> Response:
 
 
 async def system_shm_register(request: Request) -> Response:
-    doc = _json_object(await read_body(request, 1 << 20))
+    doc = parse_json_object(await read_body(request, 1 << 20))
     key, offset, byte_size = doc.get("key"), doc.get("offset", 0), doc.get("byte_size")
     if not isinstance(key, str) or not _is_count(offset) or not _is_count(byte_size):
         raise InvalidInput(
@@ -170,7 +171,7 @@ async def cuda_shm_status(request: Request) -> Response:
 
 
 async def cuda_shm_register(request: Request) -> Response:
-    doc = _json_object(await read_body(request, 1 << 20))
+    doc = parse_json_object(await read_body(request, 1 << 20))
     device_id, byte_size = doc.get("device_id", 0), doc.get("byte_size", 0)
     _server(request).shared_memory.register_cuda(request.path_params["region"], device_id, byte_size)
     return Response(status_code=200)
@@ -183,13 +184,3 @@ async def cuda_shm_unregister(request: Request) -> Response:
 
 def _is_count(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _json_object(body: bytes | bytearray) -> dict[str, Any]:
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"failed to parse the request JSON buffer: {exc}") from None
-    if not isinstance(doc, dict):
-        raise InvalidInput("failed to parse the request JSON buffer: expected a JSON object")
-    return doc
