@@ -22,6 +22,7 @@ import pytest
 import tritonclient.http as httpclient
 
 from modelport.backends.registry import BackendRegistry
+from modelport.cli.trace_flags import parse_trace_config
 from modelport.config.settings import ServerSettings, TraceConfig
 from modelport.core.server import InferenceServer
 from modelport.errors import InvalidInput
@@ -30,7 +31,6 @@ from modelport.observability.tracing import (
     TraceSetting,
     TraceSettings,
     Tracing,
-    parse_trace_config,
     traceparent_from_metadata,
 )
 from modelport.repository.manager import ModelRepositoryManager

@@ -88,7 +88,7 @@ _TRITON_ONLY_METRICS_CONFIG = ("summary_latencies", "summary_quantiles", "histog
 
 
 def _observability_settings(args: argparse.Namespace) -> dict[str, object]:
-    from modelport.observability.tracing import parse_trace_config
+    from modelport.cli.trace_flags import parse_trace_config
 
     values: dict[str, object] = {"allow_cpu_metrics": args.allow_cpu_metrics}
     for entry in args.metrics_config:
