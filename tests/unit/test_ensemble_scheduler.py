@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modelport.backends.base import ExecuteResult, InstancePlacement
+from modelport.backends.base import ExecuteResult, Execution, InstancePlacement
 from modelport.backends.registry import BackendRegistry
 from modelport.config.settings import ServerSettings
 from modelport.config.spec import ModelSpec
@@ -36,7 +36,8 @@ class OpInstance:
         self.backend = backend
         self.outputs: list[str] = []
 
-    def execute(self, requests: Sequence[InferRequest]) -> ExecuteResult:
+    def execute(self, requests: Sequence[InferRequest]) -> Execution:
+        called = time.perf_counter_ns()
         start = time.monotonic()
         if self.backend.gate is not None and self.name in self.backend.gated:
             self.backend.gate.wait(timeout=10)
@@ -50,7 +51,7 @@ class OpInstance:
             results.append({name: total + self.add for name in self.outputs})
         with self.backend.lock:
             self.backend.runs.append((self.name, start, time.monotonic(), [r.batch_size for r in requests]))
-        return results
+        return Execution.whole_call(results, called)
 
     def close(self) -> None:
         pass

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from modelport.backends.base import ExecuteResult, InstancePlacement
+from modelport.backends.base import Execution, InstancePlacement
 from modelport.backends.registry import BackendRegistry
 from modelport.config.settings import ServerSettings
 from modelport.config.spec import ModelSpec
@@ -38,12 +39,13 @@ class AdderInstance:
         self.value = value
         self.backend = backend
 
-    def execute(self, requests: Sequence[InferRequest]) -> ExecuteResult:
+    def execute(self, requests: Sequence[InferRequest]) -> Execution:
+        start = time.perf_counter_ns()
         self.backend.executions.append((self.value, [r.id for r in requests]))
         gate = self.backend.gate
         if gate is not None and not gate.wait(timeout=10):
             raise TimeoutError("gate never opened")
-        return [{"OUTPUT0": r.inputs[0].data + self.value} for r in requests]
+        return Execution.whole_call([{"OUTPUT0": r.inputs[0].data + self.value} for r in requests], start)
 
     def close(self) -> None:
         self.backend.closed.append(self.value)

@@ -92,7 +92,7 @@ class TestInThread:
         assert isinstance(instance, InThreadPythonInstance)
         data = np.arange(6, dtype=np.float32).reshape(2, 3)
         request = _request(data, custom="x", priority=1, triton_secret=True)
-        [result] = instance.execute([request])
+        [result] = instance.execute([request]).results
         seen_input, produced, requested, parameters = sys.modules[_module_of(instance)].SEEN[-1]
         assert seen_input is data or np.shares_memory(seen_input, data)  # a view, not a copy
         assert isinstance(result, dict) and result["OUTPUT0"] is produced  # returned as is
@@ -107,7 +107,7 @@ class TestInThread:
         ok = _request(np.ones((1, 3), np.float32))
         ok.outputs = [RequestedOutput("OUTPUT0")]
         bad = _request(-np.ones((1, 3), np.float32))
-        first, second = instance.execute([ok, bad])
+        first, second = instance.execute([ok, bad]).results
         assert isinstance(first, dict)
         np.testing.assert_array_equal(first["OUTPUT0"], np.full((1, 3), 2, np.float32))
         assert isinstance(second, ModelportError)
@@ -123,7 +123,7 @@ class TestInThread:
         model_dir = _model_dir(tmp_path, "short", code)
         spec = _spec(model_dir)
         instance = PythonBackend().create_instance(spec, model_dir / "1" / "model.py", _placement(spec))
-        results = instance.execute([_request(np.ones((1, 3), np.float32))] * 2)
+        results = instance.execute([_request(np.ones((1, 3), np.float32))] * 2).results
         assert all(isinstance(r, ModelportError) for r in results)
         assert "InferenceRequest(s) size is:2, and InferenceResponse(s) size is:0" in results[0].message  # type: ignore[union-attr]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,11 +13,31 @@ import numpy as np
 from modelport.config.settings import ServerSettings
 from modelport.config.spec import InstanceGroupSpec, ModelSpec
 from modelport.errors import ModelportError
+from modelport.observability.stats import ExecutionTiming
 from modelport.protocol import ModelConfigProto
 from modelport.tensor.records import InferRequest
 
 # One entry per request: its outputs by name (with the request's own batch dimension), or its error.
 ExecuteResult = list[dict[str, np.ndarray] | ModelportError]
+
+
+@dataclass(slots=True)
+class Execution:
+    """What one execution of a batch produced: one result per request, in order, and its timing.
+
+    `timing` splits the execution into gathering inputs (`input_ns`), running the model
+    (`infer_ns`) and handing outputs back (`output_ns`). The rule for a backend that does not
+    tell these phases apart, and for an execution that failed before its phases ended: the whole
+    call counts as `infer_ns` (see `whole_call`).
+    """
+
+    results: ExecuteResult
+    timing: ExecutionTiming
+
+    @classmethod
+    def whole_call(cls, results: ExecuteResult, start_ns: int) -> Execution:
+        """`results` with the time since `start_ns` (a `time.perf_counter_ns()` reading) as infer_ns."""
+        return cls(results, ExecutionTiming(infer_ns=time.perf_counter_ns() - start_ns))
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +57,11 @@ class InstancePlacement:
 class ModelInstance(Protocol):
     """One loaded copy of one model version; executes one batch at a time, off the event loop."""
 
-    def execute(self, requests: Sequence[InferRequest]) -> ExecuteResult:
-        """Run validated requests as one batch; one result per request, in order."""
+    def execute(self, requests: Sequence[InferRequest]) -> Execution:
+        """Run validated requests as one batch: one result per request, in order, and the timing.
+
+        A failure of the whole batch is returned as an error for each request, not raised.
+        """
         ...
 
     def close(self) -> None:

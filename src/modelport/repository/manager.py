@@ -330,7 +330,7 @@ class ModelRepositoryManager:
             if isinstance(error, ModelportError):
                 raise error
             raise InternalError(f"{type(error).__name__}: {error}") from error
-        return InstancePool(instances, thread_name=f"{spec.name}-v{version}")
+        return InstancePool(spec.name, instances, thread_name=f"{spec.name}-v{version}")
 
     def _find_folder(self, name: str) -> ModelFolder | None:
         """The model's folder as it is on disk now (None if absent or not unique)."""

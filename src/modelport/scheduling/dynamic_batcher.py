@@ -18,13 +18,14 @@ from collections import deque
 from functools import partial
 from typing import Any
 
+from modelport.backends.base import Execution
 from modelport.clock import Clock, MonotonicClock
 from modelport.config.spec import ModelSpec, QueuePolicySpec
 from modelport.errors import ModelportError, ModelUnavailable, with_request_id
 from modelport.observability.stats import ModelStats
 from modelport.scheduling.base import Outputs
 from modelport.scheduling.batch_policy import BatchRules, decide
-from modelport.scheduling.instances import InstancePool, Outcome
+from modelport.scheduling.instances import InstancePool
 from modelport.scheduling.queue import PendingRequest, RequestQueue
 from modelport.tensor.records import InferRequest
 
@@ -179,14 +180,17 @@ class DynamicBatcher:
                 item, ModelUnavailable(with_request_id(item.request.id, "Request timeout expired"))
             )
 
-    def _finished(self, batch: list[PendingRequest], start: int, outcome: Outcome) -> None:
-        """A batch ended and its instance is idle: send the next batch first, then answer these."""
+    def _finished(self, batch: list[PendingRequest], start: int, execution: Execution) -> None:
+        """A batch ended and its instance is idle: send the next batch first, then answer these.
+
+        The pool delivers exactly one result per request of the batch.
+        """
         self._executing -= 1
         self._review()
-        results, timing = outcome
+        results, timing = execution.results, execution.timing
         end = self._clock.now_ns()
         self._stats.record_execution(sum(p.batch_size for p in batch), timing)
-        for item, result in zip(batch, results, strict=False):
+        for item, result in zip(batch, results, strict=True):
             if isinstance(result, ModelportError):
                 self._stats.record_failure(end - item.enqueue_ns, "BACKEND")
             else:

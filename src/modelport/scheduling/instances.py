@@ -3,7 +3,8 @@
 A batch goes to its instance's thread through a queue; when it ends, one callback on the event
 loop turns the instance idle and delivers the results. No task or executor future per batch: the
 scheduler can hand the freed instance its next batch in that same callback, before it answers
-the finished requests.
+the finished requests. Whatever the backend, an execution delivered here has exactly one result
+per request of its batch.
 """
 
 from __future__ import annotations
@@ -13,29 +14,27 @@ import contextlib
 import logging
 import queue
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from modelport.backends.base import ExecuteResult, ModelInstance
+from modelport.backends.base import ExecuteResult, Execution, ModelInstance
 from modelport.errors import InternalError
 from modelport.observability.stats import ExecutionTiming
 from modelport.tensor.records import InferRequest
 
 log = logging.getLogger(__name__)
 
-Outcome = tuple[ExecuteResult, ExecutionTiming]
-OnDone = Callable[[Outcome], None]
+OnDone = Callable[[Execution], None]
 
 
 class InstancePool:
     """Idle instances wait in FIFO order; a batch runs on its instance's own thread."""
 
-    def __init__(self, instances: Sequence[ModelInstance], thread_name: str) -> None:
+    def __init__(self, model: str, instances: Sequence[ModelInstance], thread_name: str) -> None:
         self._instances = list(instances)
         self._workers = {
-            id(inst): _Worker(inst, f"{thread_name}-{i}") for i, inst in enumerate(self._instances)
+            id(inst): _Worker(model, inst, f"{thread_name}-{i}") for i, inst in enumerate(self._instances)
         }
         self._idle: deque[ModelInstance] = deque(self._instances)
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -69,30 +68,34 @@ class InstancePool:
         """Start a batch on an acquired `instance`'s thread.
 
         When the execution ends, on the calling event loop, the instance turns idle and then
-        `on_done(outcome)` runs. A backend exception becomes an INTERNAL error for each request.
+        `on_done(execution)` runs. A backend exception, or a result count that is not one per
+        request, becomes an INTERNAL error for each request.
         """
         loop = asyncio.get_running_loop()
 
-        def finished(outcome: Outcome) -> None:
+        def finished(execution: Execution) -> None:
             self._release(instance)
-            on_done(outcome)
+            on_done(execution)
 
         self._workers[id(instance)].submit(requests, loop, finished)
 
-    async def execute(self, instance: ModelInstance, requests: Sequence[InferRequest]) -> Outcome:
-        """Run one batch on an acquired `instance` and wait for it.
+    async def execute(
+        self, instance: ModelInstance, requests: Sequence[InferRequest]
+    ) -> tuple[ExecuteResult, ExecutionTiming]:
+        """Run one batch on an acquired `instance` and wait for its results and timing.
 
         The instance turns idle when the execution really ends, even if the caller is cancelled
         first, so an instance never runs two batches at once.
         """
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Execution] = asyncio.get_running_loop().create_future()
 
-        def deliver(outcome: Outcome) -> None:
+        def deliver(execution: Execution) -> None:
             if not future.done():
-                future.set_result(outcome)
+                future.set_result(execution)
 
         self.run(instance, requests, deliver)
-        return await future
+        execution = await future
+        return execution.results, execution.timing
 
     def close(self) -> None:
         """Close every instance and stop its thread (waits for a running batch to finish)."""
@@ -114,7 +117,8 @@ class InstancePool:
 class _Worker:
     """The thread that runs one instance's batches, one at a time, in the order submitted."""
 
-    def __init__(self, instance: ModelInstance, name: str) -> None:
+    def __init__(self, model: str, instance: ModelInstance, name: str) -> None:
+        self._model = model
         self._instance = instance
         self._name = name
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -141,19 +145,29 @@ class _Worker:
                 self._instance.close()
                 return
             requests, loop, done = job
-            outcome = _timed_execute(self._instance, requests, self._name)
+            execution = _checked_execute(self._model, self._instance, requests, self._name)
             with contextlib.suppress(RuntimeError):  # the loop closed while it ran: nobody waits
-                loop.call_soon_threadsafe(done, outcome)
+                loop.call_soon_threadsafe(done, execution)
 
 
-def _timed_execute(instance: ModelInstance, requests: Sequence[InferRequest], name: str) -> Outcome:
-    """Execute and time a batch; instances that time their phases expose `last_timing`."""
-    start = time.perf_counter_ns()
+def _checked_execute(
+    model: str, instance: ModelInstance, requests: Sequence[InferRequest], name: str
+) -> Execution:
+    """Execute a batch; the one place that holds every backend to one result per request.
+
+    A backend that raises, or answers a batch with more or fewer results than it has requests,
+    fails every request of the batch with INTERNAL (a short answer would leave callers waiting).
+    """
     try:
-        results = instance.execute(requests)
+        execution = instance.execute(requests)
     except Exception as exc:  # a backend that raised instead of returning per-request errors
         log.exception("instance %s: execution failed", name)
-        return [InternalError(f"execution failed: {exc}")] * len(requests), ExecutionTiming()
-    elapsed = time.perf_counter_ns() - start
-    timing = getattr(instance, "last_timing", None)
-    return results, timing if isinstance(timing, ExecutionTiming) else ExecutionTiming(infer_ns=elapsed)
+        return Execution([InternalError(f"execution failed: {exc}")] * len(requests), ExecutionTiming())
+    if len(execution.results) != len(requests):
+        message = (
+            f"model '{model}': the backend returned {len(execution.results)} results for a batch of "
+            f"{len(requests)} requests"
+        )
+        log.error("instance %s: %s", name, message)
+        return Execution([InternalError(message)] * len(requests), execution.timing)
+    return execution

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 
 import numpy as np
 
-from modelport.backends.base import ExecuteResult
+from modelport.backends.base import ExecuteResult, Execution
 from modelport.config.completion import apply_defaults
 from modelport.config.model_config import parse_pbtxt
 from modelport.config.spec import ModelSpec, build_spec
@@ -26,7 +27,8 @@ class EchoInstance:
         self.max_running = 0
         self._lock = threading.Lock()
 
-    def execute(self, requests: Sequence[InferRequest]) -> ExecuteResult:
+    def execute(self, requests: Sequence[InferRequest]) -> Execution:
+        start = time.perf_counter_ns()
         with self._lock:
             self.running += 1
             self.max_running = max(self.max_running, self.running)
@@ -34,9 +36,10 @@ class EchoInstance:
             if self.gate is not None and not self.gate.wait(timeout=10):
                 raise TimeoutError("test gate was never opened")
             self.batches.append([r.batch_size for r in requests])
+            results: ExecuteResult = [{"OUTPUT0": r.inputs[0].data} for r in requests]
             if self.fail:
-                return [InternalError("echo instance asked to fail")] * len(requests)
-            return [{"OUTPUT0": r.inputs[0].data} for r in requests]
+                results = [InternalError("echo instance asked to fail")] * len(requests)
+            return Execution.whole_call(results, start)
         finally:
             with self._lock:
                 self.running -= 1

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from modelport.backends.base import ExecuteResult
+from modelport.backends.base import Execution
 from modelport.clock import FakeClock
-from modelport.errors import ModelUnavailable
+from modelport.errors import InternalError, ModelUnavailable
 from modelport.observability.stats import ModelStats
 from modelport.scheduling.dynamic_batcher import DynamicBatcher
 from modelport.scheduling.instances import InstancePool
@@ -29,7 +29,7 @@ output [{ name: "OUTPUT0" data_type: TYPE_FP32 dims: [ -1 ] }]
 def make(config: str, instances: list[EchoInstance], clock: FakeClock) -> tuple[DynamicBatcher, ModelStats]:
     stats = ModelStats()
     spec = spec_from_pbtxt(BASE + config)
-    batcher = DynamicBatcher(spec, InstancePool(instances, "test"), stats, clock)
+    batcher = DynamicBatcher(spec, InstancePool("echo", instances, "test"), stats, clock)
     return batcher, stats
 
 
@@ -292,7 +292,7 @@ class _OnePermitPerBatch(EchoInstance):
         super().__init__()
         self.permits = threading.Semaphore(0)
 
-    def execute(self, requests: Sequence[InferRequest]) -> ExecuteResult:
+    def execute(self, requests: Sequence[InferRequest]) -> Execution:
         if not self.permits.acquire(timeout=10):
             raise TimeoutError("the test released no permit")
         return super().execute(requests)
@@ -300,7 +300,7 @@ class _OnePermitPerBatch(EchoInstance):
 
 async def test_the_freed_instance_gets_the_next_batch_before_answers_go_out() -> None:
     inst = _OnePermitPerBatch()
-    pool = InstancePool([inst], "test")
+    pool = InstancePool("echo", [inst], "test")
     batcher = DynamicBatcher(spec_from_pbtxt(BASE + "dynamic_batching { }"), pool, ModelStats(), FakeClock())
     first = asyncio.create_task(batcher.submit(echo_request()))
     await settle()  # running, waiting for its permit
@@ -313,4 +313,27 @@ async def test_the_freed_instance_gets_the_next_batch_before_answers_go_out() ->
     inst.permits.release()
     await asyncio.gather(*waiting)
     assert inst.batches == [[1], [1, 1, 1]]
+    await batcher.stop()
+
+
+class _AnswersShort(EchoInstance):
+    """An echo instance whose backend drops the last request's result."""
+
+    def execute(self, requests: Sequence[InferRequest]) -> Execution:
+        execution = super().execute(requests)
+        return Execution(execution.results[:-1], execution.timing)
+
+
+async def test_a_batch_answered_short_fails_every_request_instead_of_hanging() -> None:
+    clock, inst = FakeClock(), _AnswersShort()
+    batcher, stats = make(
+        "dynamic_batching { preferred_batch_size: [3] max_queue_delay_microseconds: 10000000 }", [inst], clock
+    )
+    calls = [asyncio.create_task(batcher.submit(echo_request())) for _ in range(3)]
+    answers = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), timeout=5)
+    assert inst.batches == [[1, 1, 1]]
+    for answer in answers:
+        assert isinstance(answer, InternalError)
+        assert answer.message == "model 'echo': the backend returned 2 results for a batch of 3 requests"
+    assert stats.failures_by_reason["BACKEND"] == 3
     await batcher.stop()

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from modelport.backends.base import ExecuteResult
+from modelport.backends.base import Execution
 from modelport.errors import InternalError
 from modelport.scheduling.instances import InstancePool
 from modelport.tensor.records import InferRequest
@@ -20,7 +20,7 @@ class _Exploding:
 
     closed_on: str | None = None
 
-    def execute(self, requests: Sequence[InferRequest]) -> ExecuteResult:
+    def execute(self, requests: Sequence[InferRequest]) -> Execution:
         raise RuntimeError("kaboom")
 
     def close(self) -> None:
@@ -29,7 +29,7 @@ class _Exploding:
 
 async def test_a_raising_backend_fails_each_request_and_frees_the_instance() -> None:
     inst = _Exploding()
-    pool = InstancePool([inst], "model-v1")
+    pool = InstancePool("model", [inst], "model-v1")
     acquired = pool.try_acquire()
     assert acquired is inst
     results, _ = await pool.execute(acquired, [echo_request(), echo_request()])
@@ -40,10 +40,38 @@ async def test_a_raising_backend_fails_each_request_and_frees_the_instance() -> 
     assert inst.closed_on == "model-v1-0"  # closed on its own worker thread
 
 
+class _MiscountingInstance(EchoInstance):
+    """An echo instance whose backend returns `extra` more (or fewer) results than requests."""
+
+    def __init__(self, extra: int) -> None:
+        super().__init__()
+        self.extra = extra
+
+    def execute(self, requests: Sequence[InferRequest]) -> Execution:
+        execution = super().execute(requests)
+        results = execution.results
+        results = results + results[: self.extra] if self.extra > 0 else results[: len(results) + self.extra]
+        return Execution(results, execution.timing)
+
+
+@pytest.mark.parametrize("extra", [-1, -3, 1])
+async def test_a_result_count_that_is_not_one_per_request_fails_the_whole_batch(extra: int) -> None:
+    pool = InstancePool("adder", [_MiscountingInstance(extra)], "adder-v1")
+    instance = pool.try_acquire()
+    assert instance is not None
+    results, timing = await pool.execute(instance, [echo_request(), echo_request(), echo_request()])
+    assert len(results) == 3
+    expected = f"model 'adder': the backend returned {3 + extra} results for a batch of 3 requests"
+    assert all(isinstance(r, InternalError) and r.message == expected for r in results)
+    assert timing.infer_ns > 0  # the backend's own timing is kept
+    assert pool.idle_count == 1
+    await asyncio.to_thread(pool.close)
+
+
 async def test_a_cancelled_caller_does_not_free_a_running_instance() -> None:
     gate = threading.Event()
     inst = EchoInstance(gate)
-    pool = InstancePool([inst], "m")
+    pool = InstancePool("m", [inst], "m")
     acquired = pool.try_acquire()
     assert acquired is not None
     caller = asyncio.create_task(pool.execute(acquired, [echo_request()]))
@@ -61,7 +89,7 @@ async def test_a_cancelled_caller_does_not_free_a_running_instance() -> None:
 async def test_acquire_waits_for_a_release_in_turn() -> None:
     gate = threading.Event()
     a, b = EchoInstance(gate), EchoInstance(gate)
-    pool = InstancePool([a, b], "m")
+    pool = InstancePool("m", [a, b], "m")
     first, second = pool.try_acquire(), pool.try_acquire()
     assert (first, second) == (a, b) and pool.try_acquire() is None
     runs = [asyncio.create_task(pool.execute(inst, [echo_request()])) for inst in (a, b)]

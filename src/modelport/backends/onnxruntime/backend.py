@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from modelport.backends.base import ExecuteResult, InstancePlacement
-from modelport.backends.batching import split_outputs
+from modelport.backends.base import Execution, InstancePlacement
+from modelport.backends.batching import gather_inputs, split_outputs
 from modelport.config.settings import ServerSettings
 from modelport.config.spec import ModelSpec
 from modelport.errors import InternalError, InvalidInput, ModelportError
@@ -126,48 +126,34 @@ class OnnxRuntimeInstance:
 
     def __init__(self, spec: ModelSpec, session: ort.InferenceSession) -> None:
         self._session = session
-        self._batching = spec.max_batch_size > 0
+        self._model = spec.name
         self._output_names = [o.name for o in session.get_outputs()]
-        string_inputs = {i.name for i in session.get_inputs() if i.type == "tensor(string)"}
-        self._string_inputs = string_inputs
-        self.last_timing: ExecutionTiming | None = None
+        self._string_inputs = {i.name for i in session.get_inputs() if i.type == "tensor(string)"}
 
-    def execute(self, requests: Sequence[InferRequest]) -> ExecuteResult:
+    def execute(self, requests: Sequence[InferRequest]) -> Execution:
         start = time.perf_counter_ns()
         try:
-            feeds = self._feeds(requests)
+            feeds = {name: self._prepare(name, data) for name, data in gather_inputs(requests).items()}
             gathered = time.perf_counter_ns()
             outputs = self._session.run(self._output_names, feeds)
         except ModelportError as exc:
-            return [exc] * len(requests)
+            return Execution.whole_call([exc] * len(requests), start)
         except Exception as exc:  # onnxruntime raises its own pybind exception types
-            return [InternalError(f"onnx runtime error: {exc}")] * len(requests)
+            failure = InternalError(f"onnx runtime error: {exc}")
+            return Execution.whole_call([failure] * len(requests), start)
         ran = time.perf_counter_ns()
-        results = self._split(requests, outputs)
-        self.last_timing = ExecutionTiming(gathered - start, ran - gathered, time.perf_counter_ns() - ran)
-        return results
+        # session.run returns exactly one array per requested output name, in that order
+        results = split_outputs(self._model, requests, dict(zip(self._output_names, outputs, strict=True)))
+        timing = ExecutionTiming(gathered - start, ran - gathered, time.perf_counter_ns() - ran)
+        return Execution(results, timing)
 
     def close(self) -> None:
         del self._session
-
-    def _feeds(self, requests: Sequence[InferRequest]) -> dict[str, np.ndarray]:
-        if len(requests) == 1:
-            return {i.name: self._prepare(i.name, i.data) for i in requests[0].inputs}
-        names = [i.name for i in requests[0].inputs]
-        by_request = [{i.name: i.data for i in r.inputs} for r in requests]
-        return {
-            name: self._prepare(name, np.concatenate([inputs[name] for inputs in by_request]))
-            for name in names
-        }
 
     def _prepare(self, name: str, data: np.ndarray) -> np.ndarray:
         if name in self._string_inputs:
             return np.vectorize(_as_text, otypes=[object])(data) if data.size else data
         return data
-
-    def _split(self, requests: Sequence[InferRequest], outputs: list[Any]) -> ExecuteResult:
-        # session.run returns exactly one array per requested output name, in that order
-        return split_outputs(requests, dict(zip(self._output_names, outputs, strict=True)))
 
 
 def _as_text(value: object) -> object:

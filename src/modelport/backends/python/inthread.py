@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modelport.backends.base import ExecuteResult
+from modelport.backends.base import ExecuteResult, Execution
 from modelport.backends.python.convert import server_request
 from modelport.backends.python.runner import ModelRunner, ResponseChannel, Result
 from modelport.config.spec import ModelSpec
@@ -58,9 +58,8 @@ class InThreadPythonInstance:
         self._outputs = [t.name for t in spec.outputs]
         self._runner = ModelRunner(model_file, module_name, args, decoupled=spec.decoupled, runtime=runtime)
         self._runner.initialize()
-        self.last_timing: ExecutionTiming | None = None
 
-    def execute(self, requests: Sequence[InferRequest]) -> ExecuteResult:
+    def execute(self, requests: Sequence[InferRequest]) -> Execution:
         start = time.perf_counter_ns()
         if self._decoupled:
             channels = [SinkChannel(r.response_sink) for r in requests]
@@ -71,8 +70,7 @@ class InThreadPythonInstance:
             wrapped = [server_request(r, self._version, self._outputs, None) for r in requests]
         prepared = time.perf_counter_ns()
         results: ExecuteResult = list(self._runner.execute(wrapped, channels))
-        self.last_timing = ExecutionTiming(prepared - start, time.perf_counter_ns() - prepared, 0)
-        return results
+        return Execution(results, ExecutionTiming(prepared - start, time.perf_counter_ns() - prepared, 0))
 
     def close(self) -> None:
         try:

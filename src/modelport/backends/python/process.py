@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.backends.base import ExecuteResult
+from modelport.backends.base import ExecuteResult, Execution
 from modelport.backends.caller import InferenceCaller
 from modelport.backends.python import shm_tensors, stub
 from modelport.backends.python.convert import sequence_flags, visible_parameters
@@ -99,7 +99,6 @@ class ProcessPythonInstance:
         self._restart_error = ""
         self._inputs = shm_tensors.create(0)
         self._outputs_segment = shm_tensors.create(0)
-        self.last_timing: ExecutionTiming | None = None
         try:
             self._child = self._start()
         except BaseException:
@@ -169,11 +168,12 @@ class ProcessPythonInstance:
         shm_tensors.destroy(self._outputs_segment)
 
     # --- execution -----------------------------------------------------------------------
-    def execute(self, requests: Sequence[InferRequest]) -> ExecuteResult:
+    def execute(self, requests: Sequence[InferRequest]) -> Execution:
+        called = time.perf_counter_ns()
         try:
-            child = self._running_child()
+            child = self._running_child()  # may wait for a restart, which is no phase of this batch
         except ModelportError as exc:
-            return [exc] * len(requests)
+            return Execution.whole_call([exc] * len(requests), called)
         start = time.perf_counter_ns()
         exec_id = next(self._ids)
         batch = self._write_batch(child, requests)
@@ -181,7 +181,7 @@ class ProcessPythonInstance:
         with child.state_lock:
             if child.dead:  # it died between the check and now
                 crash = child.crash or ModelUnavailable(f"python model instance '{self._name}' is restarting")
-                return [crash] * len(requests)
+                return Execution.whole_call([crash] * len(requests), start)
             child.pending[exec_id] = future
         with contextlib.suppress(OSError, ValueError):  # if the process is gone, the reader fails the future
             child.send(("execute", exec_id, batch))
@@ -189,13 +189,12 @@ class ProcessPythonInstance:
         try:
             encoded, needed = future.result()
         except ProcessCrashed as crash:
-            return [crash.error] * len(requests)
+            return Execution.whole_call([crash.error] * len(requests), start)
         ran = time.perf_counter_ns()
         results = self._read_results(encoded)
         if needed > self._outputs_segment.size:
             self._grow_outputs(needed)
-        self.last_timing = ExecutionTiming(sent - start, ran - sent, time.perf_counter_ns() - ran)
-        return results
+        return Execution(results, ExecutionTiming(sent - start, ran - sent, time.perf_counter_ns() - ran))
 
     def _running_child(self) -> _Child:
         """The live model process; waits for a restart in progress, or starts one if the last one failed."""

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from modelport.backends.base import ExecuteResult, InstancePlacement
-from modelport.backends.batching import split_outputs
+from modelport.backends.base import Execution, InstancePlacement
+from modelport.backends.batching import gather_inputs, split_outputs
 from modelport.config.settings import ServerSettings
 from modelport.config.spec import ModelSpec
 from modelport.errors import InternalError, InvalidInput, ModelportError, ModelUnavailable
@@ -118,35 +118,27 @@ class TorchScriptInstance:
         self._optimized = (
             spec.parameters.get("DISABLE_OPTIMIZED_EXECUTION", "false").strip().lower() not in _TRUE
         )
-        self.last_timing: ExecutionTiming | None = None
 
-    def execute(self, requests: Sequence[InferRequest]) -> ExecuteResult:
+    def execute(self, requests: Sequence[InferRequest]) -> Execution:
         start = time.perf_counter_ns()
         try:
-            feeds = self._feeds(requests)
+            feeds = {name: self._tensor(array) for name, array in gather_inputs(requests).items()}
             gathered = time.perf_counter_ns()
             with self._torch.inference_mode(), self._torch.jit.optimized_execution(self._optimized):
                 produced = self._call(self._module, feeds)
             ran = time.perf_counter_ns()
             outputs = self._outputs(produced)
         except ModelportError as exc:
-            return [exc] * len(requests)
+            return Execution.whole_call([exc] * len(requests), start)
         except Exception as exc:  # torch raises RuntimeError and its own exception types
-            return [InternalError(f"PyTorch execute failure: {exc}")] * len(requests)
-        results = _split(requests, outputs)
-        self.last_timing = ExecutionTiming(gathered - start, ran - gathered, time.perf_counter_ns() - ran)
-        return results
+            failure = InternalError(f"PyTorch execute failure: {exc}")
+            return Execution.whole_call([failure] * len(requests), start)
+        results = split_outputs(self._name, requests, outputs)
+        timing = ExecutionTiming(gathered - start, ran - gathered, time.perf_counter_ns() - ran)
+        return Execution(results, timing)
 
     def close(self) -> None:
         del self._module
-
-    def _feeds(self, requests: Sequence[InferRequest]) -> dict[str, Any]:
-        if len(requests) == 1:
-            arrays = {i.name: i.data for i in requests[0].inputs}
-        else:
-            by_request = [{i.name: i.data for i in r.inputs} for r in requests]
-            arrays = {name: np.concatenate([inputs[name] for inputs in by_request]) for name in by_request[0]}
-        return {name: self._tensor(array) for name, array in arrays.items()}
 
     def _tensor(self, array: np.ndarray) -> Any:
         if not array.flags.writeable or not array.flags.c_contiguous:
@@ -186,18 +178,6 @@ def _to_numpy(value: Any, name: str) -> np.ndarray:
     if not hasattr(value, "detach"):
         raise InternalError(f"output '{name}' is {type(value).__name__}, not a tensor")
     return np.asarray(value.detach().cpu().numpy())
-
-
-def _split(requests: Sequence[InferRequest], outputs: dict[str, np.ndarray]) -> ExecuteResult:
-    if len(requests) == 1:
-        return [outputs]
-    total = sum(r.batch_size for r in requests)
-    for name, array in outputs.items():
-        if array.ndim == 0 or array.shape[0] != total:
-            return [
-                InternalError(f"output '{name}' has shape {list(array.shape)}; expected a batch of {total}")
-            ] * len(requests)
-    return split_outputs(requests, outputs)
 
 
 def _forward_arguments(module: Any) -> list[tuple[str, str]]:
