@@ -117,3 +117,88 @@ def test_sigterm_with_nothing_in_flight_exits_at_once(repo: Path, tmp_path: Path
         raise
     assert code == 0
     assert time.monotonic() - start < 5
+
+
+# --- a model that never returns: shutdown stays within --exit-timeout-secs -----------------------
+STUCK_MODEL = '''
+import threading
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+RELEASE = threading.Event()  # never set: every execution hangs until the process exits
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        RELEASE.wait(600)
+        out = pb_utils.Tensor("OUT", np.zeros(1, np.float32))
+        return [pb_utils.InferenceResponse([out]) for _ in requests]
+'''
+STUCK_CONFIG = """
+name: "stuck"
+backend: "python"
+max_batch_size: 0
+input [ { name: "IN" data_type: TYPE_FP32 dims: [ 1 ] } ]
+output [ { name: "OUT" data_type: TYPE_FP32 dims: [ 1 ] } ]
+instance_group [ { count: 1 kind: KIND_CPU } ]
+"""
+
+
+@pytest.fixture
+def stuck_repo(tmp_path: Path) -> Path:
+    folder = tmp_path / "stuck_repo" / "stuck"
+    (folder / "1").mkdir(parents=True)
+    (folder / "1" / "model.py").write_text(STUCK_MODEL)
+    (folder / "config.pbtxt").write_text(STUCK_CONFIG)
+    return tmp_path / "stuck_repo"
+
+
+async def _stuck_request(server: ServerProcess, signals: int, between_s: float) -> tuple[str, float]:
+    """One request into the stuck model, then `signals` SIGTERMs; its error and the seconds to exit."""
+    client = aiohttpclient.InferenceServerClient(server.url)
+    try:
+        tensor = aiohttpclient.InferInput("IN", [1], "FP32")
+        tensor.set_data_from_numpy(np.zeros(1, np.float32))
+        call = asyncio.ensure_future(client.infer("stuck", [tensor]))
+        await asyncio.sleep(0.5)  # running (and stuck) in the model
+        assert not call.done()
+        start = time.monotonic()
+        for index in range(signals):
+            if index:
+                await asyncio.sleep(between_s)
+            os.kill(server.pid, signal.SIGTERM)
+        try:
+            await call
+            outcome = "answered"
+        except Exception as exc:
+            outcome = str(exc)
+        assert server.process is not None
+        await asyncio.to_thread(server.process.wait, 30)
+        return outcome, time.monotonic() - start
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize(
+    ("exit_timeout", "signals", "bound_s"),
+    [(2, 1, 2 + 1.0), (30, 2, 0.3 + 1.0)],
+    ids=["deadline", "second-signal"],
+)
+def test_a_stuck_model_cannot_hold_shutdown_past_its_bound(
+    stuck_repo: Path, tmp_path: Path, exit_timeout: int, signals: int, bound_s: float
+) -> None:
+    """One deadline covers the whole shutdown; a second signal ends every wait at once.
+
+    The stuck request is answered with an error (not a dropped connection) before the process exits.
+    """
+    server = ServerProcess(stuck_repo, tmp_path / "stuck.log", (f"--exit-timeout-secs={exit_timeout}",))
+    server.start()
+    try:
+        outcome, took = asyncio.run(_stuck_request(server, signals, 0.3))
+    except BaseException:
+        server.kill()
+        raise
+    print(f"\nstuck model, exit timeout {exit_timeout}s, {signals} signal(s): exit in {took:.2f}s; {outcome}")
+    assert took < bound_s, server.log()
+    assert "unloaded before the request finished" in outcome, outcome
+    assert server.process is not None and server.process.returncode == 0, server.log()

@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
-from modelport.backends.registry import BackendRegistry
 from modelport.cli.trace_flags import parse_trace_config
 from modelport.config.settings import ServerSettings, TraceConfig
 from modelport.core.server import InferenceServer
@@ -33,7 +32,6 @@ from modelport.observability.tracing import (
     Tracing,
     traceparent_from_metadata,
 )
-from modelport.repository.manager import ModelRepositoryManager
 from support.models import small_models
 from support.server import HOST, ServerProcess, running_server
 
@@ -67,11 +65,7 @@ async def traced_app(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, A
     config = TraceConfig(level=("TIMESTAMPS",), rate=1, mode="opentelemetry")
     settings = ServerSettings(model_repositories=(tmp_path,), trace_config=config)
     exporter = exporters.InMemorySpanExporter()
-    server = InferenceServer(
-        settings,
-        ModelRepositoryManager(settings, BackendRegistry.with_builtins()),
-        tracing=Tracing(config, otel_exporter=exporter),
-    )
+    server = InferenceServer(settings, tracing=Tracing(config, otel_exporter=exporter))
     await server.start()
     transport = httpx.ASGITransport(app=create_http_app(server))
     try:
@@ -147,7 +141,7 @@ async def test_rate_count_and_level_control_sampling(
 async def test_tracing_off_costs_no_trace_objects(tmp_path: Path) -> None:
     small_models.write_add_sub(tmp_path)
     settings = ServerSettings(model_repositories=(tmp_path,))
-    server = InferenceServer(settings, ModelRepositoryManager(settings, BackendRegistry.with_builtins()))
+    server = InferenceServer(settings)
     await server.start()
     try:
         assert server.tracing.active is False

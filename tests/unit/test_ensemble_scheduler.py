@@ -19,7 +19,6 @@ from modelport.config.settings import ServerSettings
 from modelport.config.spec import ModelSpec
 from modelport.core.server import InferenceServer
 from modelport.errors import ErrorCode, InternalError, ModelportError
-from modelport.repository.manager import ModelRepositoryManager
 from modelport.tensor.records import InferInput, InferRequest, RequestedOutput
 
 pytestmark = pytest.mark.timeout(60)
@@ -122,7 +121,7 @@ def make_server(repo: Path, mode: str = "none", **kwargs: object) -> tuple[Infer
     registry = BackendRegistry()
     registry.register(backend)
     settings = ServerSettings(model_repositories=(repo,), model_control_mode=mode, **kwargs)  # type: ignore[arg-type]
-    return InferenceServer(settings, ModelRepositoryManager(settings, registry, drain_timeout_s=5.0)), backend
+    return InferenceServer(settings, registry, drain_timeout_s=5.0), backend
 
 
 def ensemble_request(

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
 from modelport.backends.base import Execution, InstancePlacement
 from modelport.backends.registry import BackendRegistry
+from modelport.clock import Deadline
 from modelport.config.settings import ServerSettings
 from modelport.config.spec import ModelSpec
 from modelport.core.server import InferenceServer
 from modelport.errors import InternalError, InvalidInput, ModelNotFound, ModelportError, ModelUnavailable
+from modelport.frontends.http.app import create_http_app
 from modelport.repository.lifecycle import ModelState
-from modelport.repository.manager import ModelRepositoryManager
 from modelport.tensor.records import InferInput, InferRequest
 
 CONFIG = """
@@ -102,8 +105,7 @@ def make_server(repo: Path, mode: str = "none", **kwargs: object) -> tuple[Infer
     registry = BackendRegistry()
     registry.register(backend)
     settings = ServerSettings(model_repositories=(repo,), model_control_mode=mode, **kwargs)  # type: ignore[arg-type]
-    manager = ModelRepositoryManager(settings, registry, drain_timeout_s=5.0)
-    return InferenceServer(settings, manager), backend
+    return InferenceServer(settings, registry, drain_timeout_s=5.0), backend
 
 
 def states(server: InferenceServer) -> dict[tuple[str, str], tuple[str, str]]:
@@ -234,7 +236,7 @@ async def test_new_version_takes_over_and_the_old_one_is_retired(tmp_path: Path)
     assert await infer_value(server, "m") == 2.0
     assert states(server)[("m", "1")] == ("UNAVAILABLE", "unloaded")
     assert backend.closed == [1.0]
-    assert [m.version for m in server._manager.served_versions("m")] == [2]
+    assert [m.version for m in server.repository.models.served_versions("m")] == [2]
     await server.stop()
 
 
@@ -401,7 +403,7 @@ async def test_shutdown_refuses_new_requests_and_drains(tmp_path: Path) -> None:
     assert not server.is_ready() and server.is_live()
     with pytest.raises(ModelUnavailable, match="Server exiting"):
         await infer_value(server, "m")
-    drained = asyncio.create_task(server.drain(5.0))
+    drained = asyncio.create_task(server.drain(Deadline(5.0)))
     await asyncio.sleep(0.05)
     assert not drained.done() and server.inflight == 3
     backend.gate.set()
@@ -410,14 +412,19 @@ async def test_shutdown_refuses_new_requests_and_drains(tmp_path: Path) -> None:
     await server.stop()
 
 
-async def test_requests_during_startup_wait_for_the_load(tmp_path: Path) -> None:
+async def test_http_requests_during_startup_wait_for_the_load(tmp_path: Path) -> None:
     write_model(tmp_path, "m", {1: "1"})
     server, _ = make_server(tmp_path)
-    early = asyncio.create_task(infer_value(server, "m"))
-    await asyncio.sleep(0.01)
-    assert not early.done()
-    await server.start()
-    assert await early == 1.0
+    body = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 1], "data": [0.0]}]}
+    transport = httpx.ASGITransport(app=create_http_app(server))
+    async with httpx.AsyncClient(transport=transport, base_url="http://modelport") as client:
+        early = asyncio.create_task(client.post("/v2/models/m/infer", json=body))
+        assert (await client.get("/v2/health/live")).status_code == 200  # health answers at once
+        await asyncio.sleep(0.05)
+        assert not early.done()
+        await server.start()
+        answer = await early
+    assert answer.status_code == 200 and answer.json()["outputs"][0]["data"] == [1.0]
     await server.stop()
 
 
@@ -456,19 +463,51 @@ async def test_override_copies_are_deleted_when_no_longer_used(tmp_path: Path) -
     server, _ = make_server(tmp_path, "explicit", load_models=("m",))
     await server.start()
     config = '{"name": "m", "backend": "adder", "max_batch_size": 8, "version_policy": {"all": {}}}'
-    manager = server._manager
+    manager = server.repository
     await server.load_model("m", config, {"file:1/model.adder": b"5", "file:3/model.adder": b"7"})
-    (first,) = manager._models["m"].workdirs
+    (first,) = manager.models.get("m").workdirs
     assert first.is_dir()
     await server.load_model("m", config, {"file:1/model.adder": b"6"})  # replaces every version
-    (second,) = manager._models["m"].workdirs
+    (second,) = manager.models.get("m").workdirs
     assert not first.exists() and second.is_dir()
     await server.load_model("m")  # back to the repository
-    assert not second.exists() and not manager._models["m"].workdirs
+    assert not second.exists() and not manager.models.get("m").workdirs
     await server.load_model("m", config, {"file:1/model.adder": b"5"})
-    (third,) = manager._models["m"].workdirs
+    (third,) = manager.models.get("m").workdirs
     await server.unload_model("m")
     assert not third.exists()
     with pytest.raises(InvalidInput):
         await server.load_model("m", config, {"file:../x": b"5"})
+    await server.stop()
+
+
+async def test_a_raw_binary_request_is_decoded_against_the_version_that_runs_it(tmp_path: Path) -> None:
+    """Unversioned traffic routed to version 1 while version 2 (the newest) has other input dims.
+
+    Version 1's reload fails, so it keeps serving its old config (INPUT0 [1]) next to version 2's
+    new one (INPUT0 [2]); a raw binary body of one FP32 fits only version 1, where traffic goes.
+    """
+    folder = write_model(tmp_path, "m", {1: "1", 2: "2"}, extra="version_policy: { all: { } }")
+    server, _ = make_server(tmp_path, "explicit", load_models=("m",))
+    await server.start()
+    server.set_model_traffic("m", {"weights": {"1": 1}})
+    (folder / "1" / "model.adder").write_text("broken")
+    config = CONFIG.format(name="m", extra="version_policy: { all: { } }", count=1)
+    (folder / "config.pbtxt").write_text(config.replace("dims: [ 1 ]", "dims: [ 2 ]"))
+    with pytest.raises(InvalidInput, match="version 1"):
+        await server.load_model("m")
+    assert server.model_spec("m", "1").inputs[0].dims == (1,)
+    assert server.model_spec("m", "2").inputs[0].dims == (2,)
+    transport = httpx.ASGITransport(app=create_http_app(server))
+    async with httpx.AsyncClient(transport=transport, base_url="http://modelport") as client:
+        answer = await client.post(
+            "/v2/models/m/infer",
+            content=np.float32(0.5).tobytes(),
+            headers={"Inference-Header-Content-Length": "0"},
+        )
+    assert answer.status_code == 200, answer.text
+    header_length = int(answer.headers["inference-header-content-length"])
+    header = json.loads(answer.content[:header_length])
+    assert header["model_version"] == "1"
+    assert np.frombuffer(answer.content[header_length:], dtype=np.float32).tolist() == [1.5]
     await server.stop()

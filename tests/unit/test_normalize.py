@@ -8,8 +8,8 @@ import pytest
 from modelport.config.completion import apply_defaults
 from modelport.config.model_config import parse_pbtxt
 from modelport.config.spec import ModelSpec, build_spec
-from modelport.core.normalize import normalize_request
 from modelport.errors import ErrorCode, InvalidInput
+from modelport.scheduling.normalize import normalize_request
 from modelport.tensor.records import InferInput, InferRequest, RequestedOutput
 
 DYN = """

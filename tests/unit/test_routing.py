@@ -6,7 +6,8 @@ from collections import Counter
 
 import pytest
 
-from modelport.core.routing import (
+from modelport.errors import InvalidInput
+from modelport.repository.routing import (
     CONFIG_PIN,
     CONFIG_WEIGHTS,
     TrafficPolicy,
@@ -14,7 +15,6 @@ from modelport.core.routing import (
     parse_weights,
     policy_from_parameters,
 )
-from modelport.errors import InvalidInput
 
 
 def test_default_is_the_newest_ready_version() -> None:

@@ -1,9 +1,9 @@
 """InferenceCaller: lets model code running on worker threads send requests through the server core.
 
-Python models call other loaded models (BLS) from their instance threads. The caller is built
-before the server exists, handed to the backends, and attached to the server once the event loop
-runs; each call is then scheduled on that loop, so it goes through the target model's own
-validation and scheduler like any frontend request.
+Python models call other loaded models (BLS) from their instance threads. The server core builds
+its caller with itself as the target and hands it to the backends; `start` (on the event loop,
+when the server starts) binds it to that loop. Each call is then scheduled on the loop, so it goes
+through the target model's own validation and scheduler like any frontend request.
 """
 
 from __future__ import annotations
@@ -26,9 +26,7 @@ StreamResult = tuple[InferResponse | ModelportError, bool]
 class InferenceTarget(Protocol):
     """What the caller needs from the server core."""
 
-    async def infer(
-        self, request: InferRequest, traceparent: str | None = None, endpoint: str = ...
-    ) -> InferResponse: ...
+    async def infer(self, request: InferRequest, *, endpoint: str = ...) -> InferResponse: ...
 
     def infer_stream(self, request: InferRequest) -> AsyncIterator[Any]: ...
 
@@ -38,16 +36,15 @@ class InferenceTarget(Protocol):
 class InferenceCaller:
     """Runs requests on the server's event loop on behalf of code on other threads."""
 
-    def __init__(self) -> None:
-        self._target: InferenceTarget | None = None
+    def __init__(self, target: InferenceTarget) -> None:
+        self._target = target
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
 
-    def attach(self, target: InferenceTarget, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        """Route calls to `target` on `loop` (default: the running loop; call from the loop's thread)."""
-        self._loop = loop or asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident() if loop is None else None
-        self._target = target
+    def start(self) -> None:
+        """Bind to the running event loop (call from the loop's thread)."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
 
     def infer(self, request: InferRequest) -> concurrent.futures.Future[InferResponse]:
         """Submit `request`; the future resolves with its response or raises its ModelportError."""
@@ -76,9 +73,9 @@ class InferenceCaller:
         return target.is_model_ready(name, version)
 
     def _bound(self) -> tuple[InferenceTarget, asyncio.AbstractEventLoop]:
-        if self._target is None or self._loop is None:
-            raise ModelUnavailable("calls to other models are not available: the server core is not attached")
-        if self._loop_thread is not None and threading.get_ident() == self._loop_thread:
+        if self._loop is None:
+            raise ModelUnavailable("calls to other models are not available before the server starts")
+        if threading.get_ident() == self._loop_thread:
             raise ModelUnavailable(
                 "calls to other models must not be made from the server's event loop thread"
             )

@@ -13,19 +13,20 @@ from typing import Any
 import uvicorn
 
 from modelport import __version__
-from modelport.backends.caller import InferenceCaller
-from modelport.backends.registry import BackendRegistry
 from modelport.cli.tables import render_table
+from modelport.clock import Deadline
 from modelport.config.settings import ServerSettings
 from modelport.core.server import InferenceServer
 from modelport.frontends.grpc import GrpcServer
 from modelport.frontends.http.app import create_http_app
 from modelport.observability.logging import LogController
 from modelport.observability.metrics import MetricsApp, MetricsOptions, create_metrics_registry
-from modelport.repository.manager import ModelRepositoryManager
 from modelport.repository.poller import RepositoryPoller
 
 log = logging.getLogger("modelport.server")
+
+# After the models stopped, how long the frontends may take to write the last answers.
+_FRONTEND_GRACE_S = 0.5
 
 
 class _HttpServer(uvicorn.Server):
@@ -42,12 +43,10 @@ async def serve(settings: ServerSettings, logs: LogController | None = None) -> 
     The frontends listen before the models load, so liveness holds during a long load (readiness
     waits for the models). On SIGTERM/SIGINT readiness turns false and new inference is refused
     with UNAVAILABLE while queued and running requests finish, for up to --exit-timeout-secs (a
-    second signal cuts the wait short); then the frontends stop and the models are unloaded.
+    second signal cuts every wait short); then the models are unloaded (what still runs gets an
+    error) and the frontends stop.
     """
-    caller = InferenceCaller()  # lets Python models call other models (BLS) through the core
-    manager = ModelRepositoryManager(settings, BackendRegistry.with_builtins(caller))
-    server = InferenceServer(settings, manager, log_controller=logs)
-    caller.attach(server)
+    server = InferenceServer(settings, log_controller=logs)
     stop = asyncio.Event()
     force = asyncio.Event()
     _install_signal_handlers(stop, force)
@@ -88,7 +87,7 @@ async def serve(settings: ServerSettings, logs: LogController | None = None) -> 
         metrics_task = asyncio.create_task(metrics.serve(sockets=[metrics_socket]))
         log.info("Started Metrics Service at %s:%d", metrics_address, settings.metrics_port)
     poller = (
-        RepositoryPoller(manager, settings.repository_poll_secs)
+        RepositoryPoller(server.repository, settings.repository_poll_secs)
         if settings.model_control_mode == "poll"
         else None
     )
@@ -100,13 +99,13 @@ async def serve(settings: ServerSettings, logs: LogController | None = None) -> 
     if settings.exit_on_error and not server.is_ready():
         log.error("failed to load all models")
         server.begin_shutdown()
-        await _stop_frontends(http, http_task, grpc_server, 1.0)
+        await _stop(server, Deadline(0, force), http, http_task, grpc_server)
         await _stop_metrics(metrics, metrics_task)
-        await server.stop()
         return 1
     if poller is not None:
         poller.start()
     await stop.wait()
+    deadline = Deadline(settings.exit_timeout_secs, force)  # one bound for the whole shutdown
     server.begin_shutdown()
     log.info(
         "shutting down: refusing new inference; waiting up to %.0fs for %d request(s) in flight",
@@ -114,23 +113,30 @@ async def serve(settings: ServerSettings, logs: LogController | None = None) -> 
     )
     if poller is not None:
         await poller.stop()
-    left = await server.drain(settings.exit_timeout_secs, force)
+    left = await server.drain(deadline)
     if left:
         log.warning("%d request(s) still in flight after the exit timeout; stopping anyway", left)
-    await _stop_frontends(http, http_task, grpc_server, 1.0)
+    await _stop(server, deadline, http, http_task, grpc_server)
     await _stop_metrics(metrics, metrics_task)
-    await server.stop()
     log.info("stopped")
     return 0
 
 
-async def _stop_frontends(
+async def _stop(
+    server: InferenceServer,
+    deadline: Deadline,
     http: _HttpServer | None,
     http_task: asyncio.Task[None] | None,
     grpc_server: GrpcServer | None,
-    grace_s: float,
 ) -> None:
-    grpc_stop = asyncio.create_task(grpc_server.stop(grace_s)) if grpc_server is not None else None
+    """Stop the models, then the frontends.
+
+    The models go first: requests still running at the deadline are failed there, so the
+    frontends write their error answers in the short grace that follows instead of dropping the
+    connections.
+    """
+    await server.stop(deadline)
+    grpc_stop = asyncio.create_task(grpc_server.stop(_FRONTEND_GRACE_S)) if grpc_server is not None else None
     if http is not None and http_task is not None:
         http.should_exit = True
         await http_task
@@ -188,7 +194,7 @@ def _start_http(server: InferenceServer, settings: ServerSettings) -> _HttpServe
         settings.http_port,
         timeout_keep_alive=75,
         backlog=2048,
-        timeout_graceful_shutdown=max(1, round(settings.exit_timeout_secs)),
+        timeout_graceful_shutdown=_FRONTEND_GRACE_S,
     )
 
 

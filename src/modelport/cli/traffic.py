@@ -14,8 +14,8 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from modelport.core.routing import parse_version_number, parse_weights
 from modelport.errors import InvalidInput
+from modelport.repository.routing import parse_version_number, parse_weights
 
 
 def add_traffic_parser(commands: Any) -> None:

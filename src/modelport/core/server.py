@@ -4,27 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from modelport import __version__
+from modelport.backends.caller import InferenceCaller
+from modelport.backends.registry import BackendRegistry
+from modelport.clock import Deadline
 from modelport.config.model_config import parse_json, to_json_dict
 from modelport.config.settings import ServerSettings
 from modelport.config.spec import ModelSpec
 from modelport.core.classification import classify
-from modelport.core.model import ServedModel
-from modelport.core.normalize import normalize_request
-from modelport.core.routing import parse_version_number, parse_weights
 from modelport.core.streaming import StreamItem, stream_decoupled
 from modelport.errors import InternalError, InvalidInput, ModelNotFound, ModelUnavailable, Unsupported
 from modelport.observability.logging import LogController, LogState, bind_request_id
 from modelport.observability.tracing import Tracing
 from modelport.protocol import ModelConfigProto
 from modelport.repository.lifecycle import IndexEntry
-from modelport.repository.manager import ModelRepositoryManager
+from modelport.repository.manager import ModelRepositoryManager, poll_failed
+from modelport.repository.routing import parse_version_number, parse_weights
+from modelport.repository.served import ModelHandle, ServedModel
+from modelport.scheduling.normalize import normalize_request
 from modelport.shm import SharedMemoryRegistry
 from modelport.shm.outputs import output_regions, write_output_regions
 from modelport.tensor import datatype
@@ -47,40 +49,49 @@ log = logging.getLogger(__name__)
 
 
 class InferenceServer:
-    """Server-wide operations, independent of HTTP or gRPC."""
+    """Server-wide operations, independent of HTTP or gRPC.
+
+    It owns the model repository (built here, with this core as what ensemble steps and Python
+    models' BLS calls go through), the shared-memory registry, tracing and logging settings.
+    """
 
     def __init__(
         self,
         settings: ServerSettings,
-        manager: ModelRepositoryManager,
+        backends: BackendRegistry | None = None,
+        *,
         log_controller: LogController | None = None,
         tracing: Tracing | None = None,
+        drain_timeout_s: float | None = None,
     ) -> None:
         self.settings = settings
-        self._manager = manager
+        self._caller = InferenceCaller(self)  # lets Python models call other models (BLS)
+        registry = backends if backends is not None else BackendRegistry.with_builtins(self._caller)
+        self.repository = ModelRepositoryManager(settings, registry, self, drain_timeout_s=drain_timeout_s)
+        self._models = self.repository.models
         self._logs = log_controller or LogController(LogState.from_settings(settings))
         self.tracing = tracing or Tracing(settings.trace_config)
         self._started = False
         self._startup_done = asyncio.Event()
         self._draining = False  # shutting down: no new inference, what is in flight finishes
         self._exiting = False
-        self._inflight = 0
         self.shared_memory = SharedMemoryRegistry()
 
     async def start(self) -> None:
         """Load the startup models (the frontends may already answer health requests meanwhile)."""
+        self._caller.start()
         self.tracing.start()
-        self._manager.attach_core(self)  # ensemble steps call models through `infer`
         try:
-            await self._manager.start()
+            await self.repository.start()
         finally:
             self._started = True
             self._startup_done.set()
 
-    async def stop(self) -> None:
+    async def stop(self, deadline: Deadline | None = None) -> None:
+        """Unload every model; requests still running at `deadline` (default: now) get an error."""
         self._draining = True
         self._exiting = True
-        await self._manager.stop()
+        await self.repository.stop(deadline or Deadline(0))
         self.shared_memory.close()
         await asyncio.to_thread(self.tracing.stop)
 
@@ -89,7 +100,7 @@ class InferenceServer:
         return self._started
 
     async def wait_started(self) -> None:
-        """Return once the startup load is over (requests that arrive during it wait here)."""
+        """Return once the startup load is over (the frontends hold early requests here)."""
         await self._startup_done.wait()
 
     def begin_shutdown(self) -> None:
@@ -99,19 +110,11 @@ class InferenceServer:
     @property
     def inflight(self) -> int:
         """Inference requests inside the server (queued or running) right now."""
-        return self._inflight
+        return self._models.requests.count
 
-    async def drain(self, timeout_s: float, interrupt: asyncio.Event | None = None) -> int:
-        """Wait until no inference is in flight, `timeout_s` passes, or `interrupt` is set.
-
-        Returns the number of requests still in flight.
-        """
-        deadline = time.monotonic() + timeout_s
-        while self._inflight > 0 and time.monotonic() < deadline:
-            if interrupt is not None and interrupt.is_set():
-                break
-            await asyncio.sleep(0.01)
-        return self._inflight
+    async def drain(self, deadline: Deadline) -> int:
+        """Wait until no inference is in flight or `deadline` passes; the number still in flight."""
+        return await self._models.requests.wait_idle(deadline)
 
     # --- health and metadata -------------------------------------------------------------
     def is_live(self) -> bool:
@@ -121,11 +124,11 @@ class InferenceServer:
     def is_ready(self) -> bool:
         if not self._started or self._draining or self._exiting:
             return False
-        return self._manager.all_ready() if self.settings.strict_readiness else True
+        return self._models.all_ready() if self.settings.strict_readiness else True
 
     def is_model_ready(self, name: str, version: str = "") -> bool:
         try:
-            self._manager.acquire(name, version)
+            self._models.lookup(name, version)
         except (ModelNotFound, ModelUnavailable):
             return False
         return True
@@ -134,12 +137,12 @@ class InferenceServer:
         return {"name": self.settings.server_id, "version": __version__, "extensions": list(EXTENSIONS)}
 
     def model_metadata(self, name: str, version: str = "") -> dict[str, Any]:
-        model = self._manager.acquire(name, version)
+        model = self._models.lookup(name, version)
         spec = model.spec
         batch = [-1] if spec.max_batch_size > 0 else []
         return {
             "name": spec.name,
-            "versions": [str(v) for v in self._manager.ready_versions(name)],
+            "versions": [str(v) for v in self._models.ready_versions(name)],
             "platform": spec.metadata_platform,
             "inputs": [
                 {"name": t.name, "datatype": t.datatype.name, "shape": [*batch, *t.dims]}
@@ -153,7 +156,7 @@ class InferenceServer:
 
     def model_spec(self, name: str, version: str = "") -> ModelSpec:
         """The completed config of the version that would serve (name, version); NOT_FOUND otherwise."""
-        return self._manager.acquire(name, version).spec
+        return self._models.lookup(name, version).spec
 
     def model_config(self, name: str, version: str = "") -> ModelConfigProto:
         return self.model_spec(name, version).proto
@@ -164,14 +167,14 @@ class InferenceServer:
     def model_statistics(self, name: str = "", version: str = "") -> dict[str, Any]:
         """Triton's statistics JSON for one version, every READY version of a model, or all models."""
         if not name:
-            served = self._manager.served_versions()
+            served = self._models.served_versions()
         elif version:
             try:
-                served = [self._manager.acquire(name, version)]
+                served = [self._models.lookup(name, version)]
             except (ModelNotFound, ModelUnavailable):
                 raise InvalidInput(f"requested model version is not available for model '{name}'") from None
         else:
-            served = self._manager.served_versions(name)
+            served = self._models.served_versions(name)
             if not served:
                 raise InvalidInput(f"requested model '{name}' is not available")
         return {"model_stats": [m.stats.to_json(m.name, str(m.version)) for m in served]}
@@ -179,7 +182,7 @@ class InferenceServer:
     # --- repository ----------------------------------------------------------------------
     def served_models(self) -> list[ServedModel]:
         """Every READY model version, sorted by name then version (what /metrics reports)."""
-        return self._manager.served_versions()
+        return self._models.served_versions()
 
     # --- logging and trace extensions ------------------------------------------------------
     def log_settings(self) -> dict[str, Any]:
@@ -208,7 +211,7 @@ class InferenceServer:
             raise InvalidInput(f"Request for unknown model : {name}")
 
     def repository_index(self, ready_only: bool = False) -> list[IndexEntry]:
-        return self._manager.index(ready_only)
+        return self._models.index(ready_only)
 
     async def load_model(
         self, name: str, config_json: str | None = None, files: Mapping[str, bytes] | None = None
@@ -218,23 +221,23 @@ class InferenceServer:
         `files` maps paths inside the model folder (`<version>/<file>`, an optional `file:` prefix
         is accepted) to their contents; they need `config_json`, as in Triton.
         """
-        self._manager.refuse_repository_change()
+        self.repository.refuse_repository_change()
         config = None
         if config_json is not None:
             try:
                 config = parse_json(config_json, f"for model '{name}'")
             except InvalidInput as exc:
-                raise InternalError(f"failed to load '{name}', failed to poll from model repository") from exc
-        await self._manager.load(name, config=config, files=files)
+                raise poll_failed(name) from exc
+        await self.repository.load(name, config=config, files=files)
 
     async def unload_model(self, name: str, unload_dependents: bool = False) -> None:
-        self._manager.refuse_repository_change()
-        await self._manager.unload(name, unload_dependents=unload_dependents)
+        self.repository.refuse_repository_change()
+        await self.repository.unload(name, unload_dependents=unload_dependents)
 
     # --- traffic between versions (beyond Triton) ----------------------------------------
     def model_traffic(self, name: str) -> dict[str, Any]:
         """The effective traffic policy of a model's unversioned requests."""
-        policy, source, ready = self._manager.traffic(name)
+        policy, source, ready = self._models.traffic(name)
         return {"name": name, "ready_versions": [str(v) for v in ready], "source": source, **policy.to_json()}
 
     def set_model_traffic(self, name: str, doc: Mapping[str, Any]) -> dict[str, Any]:
@@ -251,13 +254,25 @@ class InferenceServer:
             weights = None if doc["weights"] is None else parse_weights(doc["weights"])
         if "pin" in doc:
             pin = None if doc["pin"] is None else parse_version_number(doc["pin"], "traffic pin")
-        self._manager.set_traffic(name, weights=weights, pin=pin)
+        self._models.set_traffic(name, weights=weights, pin=pin)
         return self.model_traffic(name)
 
     # --- inference -----------------------------------------------------------------------
+    def acquire(self, name: str, version: str = "", *, internal: bool = False) -> ModelHandle:
+        """Resolve the version that serves one inference request, once; it counts in flight until released.
+
+        Unversioned requests are routed by the model's traffic policy here. `internal` marks a
+        request made inside the server on behalf of one already admitted (an ensemble step): it
+        is admitted while the server drains, so the request it belongs to can finish.
+        """
+        if self._draining and not internal:
+            raise ModelUnavailable("Server exiting")
+        return self._models.acquire(name, version)
+
     async def infer(
         self,
         request: InferRequest,
+        handle: ModelHandle | None = None,
         traceparent: str | None = None,
         endpoint: str = "HTTP end point",
         *,
@@ -265,18 +280,21 @@ class InferenceServer:
     ) -> InferResponse:
         """Validate, schedule and run one request; build its response from the model's outputs.
 
-        `traceparent` is the client's W3C trace context (frontends pass it only when
-        `self.tracing.active`); sampled requests are traced as children of it. `endpoint` names
-        the caller in the error for decoupled models, which only `infer_stream` serves.
-        `internal` marks a request made inside the server on behalf of one already admitted (an
-        ensemble step): it runs while the server drains, so the request it belongs to can finish.
+        `handle` is the version the caller resolved (and decoded the request against) with
+        `acquire`; the caller releases it. Without one, the request's model and version are
+        resolved here. `traceparent` is the client's W3C trace context (frontends pass it only
+        when `self.tracing.active`). `endpoint` names the caller in the error for decoupled
+        models, which only `infer_stream` serves.
         """
         bind_request_id(request.id)
-        if not self._started:
-            await self._startup_done.wait()
-        if self._draining and not internal:
-            raise ModelUnavailable("Server exiting")
-        model = self._manager.acquire(request.model_name, request.model_version, route=True)
+        if handle is not None:
+            return await self._run(request, handle.model, traceparent, endpoint)
+        with self.acquire(request.model_name, request.model_version, internal=internal) as own:
+            return await self._run(request, own.model, traceparent, endpoint)
+
+    async def _run(
+        self, request: InferRequest, model: ServedModel, traceparent: str | None, endpoint: str
+    ) -> InferResponse:
         if model.spec.decoupled:
             raise Unsupported(f"{endpoint} doesn't support models with decoupled transaction policy")
         if log.isEnabledFor(logging.DEBUG):
@@ -288,9 +306,6 @@ class InferenceServer:
             if self.tracing.active
             else None
         )
-        # No await between acquire and here: a version being retired sees this request in `inflight`.
-        model.inflight += 1
-        self._inflight += 1
         try:
             if trace is not None:
                 request.trace = trace
@@ -305,9 +320,6 @@ class InferenceServer:
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("inference on model '%s' version %d failed: %s", model.name, model.version, exc)
             raise
-        finally:
-            model.inflight -= 1
-            self._inflight -= 1
         if trace is not None:
             trace.finish()
         return response
@@ -322,22 +334,14 @@ class InferenceServer:
         `empty_final_response` (triton_enable_empty_final_response) adds an empty last response
         when a decoupled model ends a request without data.
         """
-        if not self._started:
-            await self._startup_done.wait()
-        if not self._manager.acquire(request.model_name, request.model_version).spec.decoupled:
-            yield StreamItem(await self.infer(request), True)  # infer routes between versions
-            return
         bind_request_id(request.id)
-        if self._draining:
-            raise ModelUnavailable("Server exiting")
-        model = self._manager.acquire(request.model_name, request.model_version, route=True)
-        normalize_request(request, model.spec)
-        self._inflight += 1
-        try:
-            async for item in stream_decoupled(request, model, empty_final_response):
+        with self.acquire(request.model_name, request.model_version) as handle:
+            if not handle.spec.decoupled:
+                yield StreamItem(await self._run(request, handle.model, None, "HTTP end point"), True)
+                return
+            normalize_request(request, handle.spec)
+            async for item in stream_decoupled(request, handle.model, empty_final_response):
                 yield item
-        finally:
-            self._inflight -= 1
 
 
 def _build_response(

@@ -15,8 +15,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from modelport.core.model import ServedModel
 from modelport.errors import ModelportError, ModelUnavailable, with_request_id
+from modelport.repository.served import ServedModel
 from modelport.tensor import datatype
 from modelport.tensor.records import InferOutput, InferRequest, InferResponse
 
@@ -78,7 +78,6 @@ async def stream_decoupled(
     empty_final = empty_final_response or request.parameters.get(EMPTY_FINAL_RESPONSE) is True
     submitted = asyncio.ensure_future(model.scheduler.submit(request))
     submitted.add_done_callback(lambda task: _fail_on_error(task, stream, request.id))
-    model.inflight += 1
     try:
         while True:
             outputs, error, final = await stream.get()
@@ -91,7 +90,6 @@ async def stream_decoupled(
             if final:
                 return
     finally:
-        model.inflight -= 1
         stream.cancel()
         if not submitted.done():
             submitted.cancel()

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from modelport.config.spec import ModelSpec
-from modelport.core.normalize import normalize_request
 from modelport.errors import InvalidInput, ModelportError
 from modelport.protocol import model_config_pb2
 from modelport.repository.overrides import confined_path
 from modelport.scheduling.instances import InstancePool
+from modelport.scheduling.normalize import normalize_request
 from modelport.tensor import datatype
 from modelport.tensor.bytes_codec import decode_bytes
 from modelport.tensor.records import InferInput, InferRequest
@@ -68,7 +68,7 @@ async def run_warmup(spec: ModelSpec, version: int, pool: InstancePool, samples:
     for sample in samples:
         for _ in range(sample.count * pool.size):
             instance = await pool.acquire()
-            results, _ = await pool.execute(instance, [sample.request])
+            results = (await pool.execute(instance, [sample.request])).results
             if isinstance(results[0], ModelportError):
                 raise InvalidInput(
                     f"warmup setting '{sample.name}' of model '{spec.name}' version {version} "

@@ -6,6 +6,7 @@ from typing import Protocol
 
 import numpy as np
 
+from modelport.clock import Deadline
 from modelport.tensor.records import InferRequest
 
 Outputs = dict[str, np.ndarray]
@@ -18,6 +19,7 @@ class Scheduler(Protocol):
         """Queue `request`, wait for its execution, and return its outputs (or raise its error)."""
         ...
 
-    async def stop(self) -> None:
-        """Stop admitting; fail what is still queued; release the instances."""
+    async def stop(self, deadline: Deadline | None = None) -> None:
+        """Stop admitting; fail what is still queued; let running work finish until `deadline` (None:
+        however long it takes), then fail it too; release the instances without waiting past it."""
         ...

@@ -12,14 +12,16 @@ deadline even while every instance is busy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
+import threading
 from collections import deque
 from functools import partial
 from typing import Any
 
 from modelport.backends.base import Execution
-from modelport.clock import Clock, MonotonicClock
+from modelport.clock import Clock, Deadline, MonotonicClock
 from modelport.config.spec import ModelSpec, QueuePolicySpec
 from modelport.errors import ModelportError, ModelUnavailable, with_request_id
 from modelport.observability.stats import ModelStats
@@ -30,6 +32,9 @@ from modelport.scheduling.queue import PendingRequest, RequestQueue
 from modelport.tensor.records import InferRequest
 
 log = logging.getLogger(__name__)
+
+# Closing idle instances is quick; even past the stop deadline it gets this long before it is left.
+_CLOSE_GRACE_S = 0.5
 
 
 class DynamicBatcher:
@@ -63,7 +68,7 @@ class DynamicBatcher:
         )
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at_ns: int | None = None
-        self._executing = 0
+        self._running: dict[int, list[PendingRequest]] = {}  # batches on instances, by id
         self._drained: asyncio.Future[None] | None = None
         self._grow = False
         self._sequence = 0
@@ -152,7 +157,7 @@ class DynamicBatcher:
                     len(batch),
                     reason,
                 )
-            self._executing += 1
+            self._running[id(batch)] = batch
             self._pool.run(instance, [p.request for p in batch], partial(self._finished, batch, now))
         if len(self._queue):
             self._grow = True
@@ -185,7 +190,7 @@ class DynamicBatcher:
 
         The pool delivers exactly one result per request of the batch.
         """
-        self._executing -= 1
+        self._running.pop(id(batch), None)
         self._review()
         results, timing = execution.results, execution.timing
         end = self._clock.now_ns()
@@ -201,7 +206,7 @@ class DynamicBatcher:
             if trace is not None:  # tracing hook: only sampled requests carry a trace
                 trace.computed(start, end, timing)
             self._complete(item, result)
-        if self._executing == 0 and self._drained is not None and not self._drained.done():
+        if not self._running and self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
 
     def _complete(self, item: PendingRequest, result: Any) -> None:
@@ -213,8 +218,12 @@ class DynamicBatcher:
             head = self._in_order.popleft()
             _resolve(head.future, head.result)
 
-    async def stop(self) -> None:
-        """Refuse new requests, fail queued ones, let running batches finish, release instances."""
+    async def stop(self, deadline: Deadline | None = None) -> None:
+        """Refuse new requests, fail queued ones, let running batches finish until `deadline`.
+
+        Requests of batches still running at the deadline are answered UNAVAILABLE at once; their
+        instances are left to finish on their own threads (a stuck model cannot hold up a stop).
+        """
         self._stopped = True
         self._cancel_timer()
         for item in self._queue.drain():
@@ -223,10 +232,58 @@ class DynamicBatcher:
                 item,
                 ModelUnavailable(with_request_id(item.request.id, f"model '{self._model}' is unloading")),
             )
-        if self._executing:
+        stuck = False
+        if self._running:
             self._drained = asyncio.get_running_loop().create_future()
-            await self._drained
-        await asyncio.to_thread(self._pool.close)
+            if deadline is None:
+                await self._drained
+            elif not await deadline.wait(self._drained):
+                self._abandon_running()
+                stuck = True
+        await close_pool(self._pool, deadline, self._model, grace=not stuck)
+
+    def _abandon_running(self) -> None:
+        batches = list(self._running.values())
+        log.warning(
+            "model '%s': %d batch(es) still running at the stop deadline; their requests are failed",
+            self._model,
+            len(batches),
+        )
+        for batch in batches:
+            for item in batch:
+                message = f"model '{self._model}' was unloaded before the request finished"
+                self._complete(item, ModelUnavailable(with_request_id(item.request.id, message)))
+
+
+async def close_pool(
+    pool: InstancePool, deadline: Deadline | None, model: str, *, grace: bool = True
+) -> None:
+    """Close `pool`'s instances; with a deadline, wait no longer than it allows (plus, with `grace`,
+    a short grace to close idle instances even when the deadline has passed).
+
+    The closing runs on a daemon thread of its own, so an instance stuck in a model can neither
+    block the event loop nor, at exit, the interpreter.
+    """
+    if deadline is None:
+        await asyncio.to_thread(pool.close)
+        return
+    loop = asyncio.get_running_loop()
+    closed: asyncio.Future[None] = loop.create_future()
+
+    def close() -> None:
+        try:
+            pool.close()
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                loop.call_soon_threadsafe(_resolve, closed, None)
+
+    threading.Thread(target=close, name=f"{model}-close", daemon=True).start()
+    wait_s = max(deadline.remaining(), _CLOSE_GRACE_S if grace and not deadline.cut.is_set() else 0.0)
+    if wait_s > 0:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(closed), wait_s)
+    if not closed.done():
+        log.warning("model '%s': an instance is still busy after the stop deadline; leaving it", model)
 
 
 def _resolve(future: asyncio.Future[Any], result: Any) -> None:

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from modelport.clock import Clock, MonotonicClock
+from modelport.clock import Clock, Deadline, MonotonicClock
 from modelport.config.spec import EnsembleStepSpec, ModelSpec
 from modelport.errors import InternalError, ModelportError, ModelUnavailable, with_request_id
 from modelport.observability.stats import ExecutionTiming, ModelStats
@@ -29,12 +29,7 @@ class EnsembleCore(Protocol):
     """What the scheduler needs from the server core: its inference entry point."""
 
     async def infer(
-        self,
-        request: InferRequest,
-        traceparent: str | None = None,
-        endpoint: str = ...,
-        *,
-        internal: bool = False,
+        self, request: InferRequest, *, endpoint: str = ..., internal: bool = False
     ) -> InferResponse: ...
 
 
@@ -81,7 +76,7 @@ class EnsembleScheduler:
         self._stats.record_success(request.batch_size, elapsed, 0, timing)
         return outputs
 
-    async def stop(self) -> None:
+    async def stop(self, deadline: Deadline | None = None) -> None:
         """Refuse new requests; the steps of running ones belong to their composing models."""
         self._stopped = True
 

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from modelport.backends.base import ExecuteResult, Execution, ModelInstance
+from modelport.backends.base import Execution, ModelInstance
 from modelport.errors import InternalError
 from modelport.observability.stats import ExecutionTiming
 from modelport.tensor.records import InferRequest
@@ -79,9 +79,7 @@ class InstancePool:
 
         self._workers[id(instance)].submit(requests, loop, finished)
 
-    async def execute(
-        self, instance: ModelInstance, requests: Sequence[InferRequest]
-    ) -> tuple[ExecuteResult, ExecutionTiming]:
+    async def execute(self, instance: ModelInstance, requests: Sequence[InferRequest]) -> Execution:
         """Run one batch on an acquired `instance` and wait for its results and timing.
 
         The instance turns idle when the execution really ends, even if the caller is cancelled
@@ -94,8 +92,7 @@ class InstancePool:
                 future.set_result(execution)
 
         self.run(instance, requests, deliver)
-        execution = await future
-        return execution.results, execution.timing
+        return await future
 
     def close(self) -> None:
         """Close every instance and stop its thread (waits for a running batch to finish)."""

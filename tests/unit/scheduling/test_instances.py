@@ -32,7 +32,7 @@ async def test_a_raising_backend_fails_each_request_and_frees_the_instance() -> 
     pool = InstancePool("model", [inst], "model-v1")
     acquired = pool.try_acquire()
     assert acquired is inst
-    results, _ = await pool.execute(acquired, [echo_request(), echo_request()])
+    results = (await pool.execute(acquired, [echo_request(), echo_request()])).results
     assert len(results) == 2
     assert all(isinstance(r, InternalError) and "execution failed: kaboom" in r.message for r in results)
     assert pool.idle_count == 1
@@ -59,7 +59,8 @@ async def test_a_result_count_that_is_not_one_per_request_fails_the_whole_batch(
     pool = InstancePool("adder", [_MiscountingInstance(extra)], "adder-v1")
     instance = pool.try_acquire()
     assert instance is not None
-    results, timing = await pool.execute(instance, [echo_request(), echo_request(), echo_request()])
+    execution = await pool.execute(instance, [echo_request(), echo_request(), echo_request()])
+    results, timing = execution.results, execution.timing
     assert len(results) == 3
     expected = f"model 'adder': the backend returned {3 + extra} results for a batch of 3 requests"
     assert all(isinstance(r, InternalError) and r.message == expected for r in results)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,31 @@ def listen_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+_ALWAYS_ANSWERED = frozenset(
+    {"/inference.GRPCInferenceService/ServerLive", "/inference.GRPCInferenceService/ServerReady"}
+)
+
+
+class StartupGate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Holds every call but ServerLive/ServerReady while the startup models load, as HTTP does.
+
+    The port opens early for liveness probes; other calls wait here instead of seeing models
+    half-loaded. Once the load is over this is one attribute check per call.
+    """
+
+    def __init__(self, server: InferenceServer) -> None:
+        self._server = server
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        if not self._server.started and details.method not in _ALWAYS_ANSWERED:
+            await self._server.wait_started()
+        return await continuation(details)
+
+
 class GrpcServer:
     """Serves GRPCInferenceService for `server`; start() binds and starts, stop() drains."""
 
@@ -70,7 +96,7 @@ class GrpcServer:
         """Bind and start serving; OSError when the address cannot be bound or TLS files are unreadable."""
         settings = self._settings
         credentials = server_credentials(settings)
-        server = grpc.aio.server(options=channel_options(settings))
+        server = grpc.aio.server(options=channel_options(settings), interceptors=[StartupGate(self._server)])
         service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self._server), server)
         address = listen_address(settings.grpc_address, settings.grpc_port)
         try:

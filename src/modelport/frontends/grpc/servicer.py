@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -30,25 +29,6 @@ STREAM_ERROR_HEADER = "triton_grpc_error"
 _END = object()
 
 
-_Handler = Callable[[Any, Any, Any], Awaitable[Any]]
-
-
-def _after_startup(handler: _Handler) -> _Handler:
-    """Hold a call while the startup models load, as the HTTP frontend does.
-
-    The port opens early for liveness probes; ServerLive and ServerReady answer at once, inference
-    waits in the core, and every other call waits here instead of seeing models half-loaded.
-    """
-
-    @functools.wraps(handler)
-    async def wrapper(self: InferenceServicer, request: Any, context: Any) -> Any:
-        if not self._server.started:
-            await self._server.wait_started()
-        return await handler(self, request, context)
-
-    return wrapper
-
-
 class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
     """inference.GRPCInferenceService backed by an InferenceServer."""
 
@@ -65,13 +45,11 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         return pb.ServerReadyResponse(ready=self._server.is_ready())
 
     @unary_errors
-    @_after_startup
     async def ModelReady(self, request: Any, context: Any) -> Any:
         version = grpc_v2.model_version(request.version)
         return pb.ModelReadyResponse(ready=self._server.is_model_ready(request.name, version))
 
     @unary_errors
-    @_after_startup
     async def ServerMetadata(self, request: Any, context: Any) -> Any:
         meta = self._server.server_metadata()
         return pb.ServerMetadataResponse(
@@ -79,7 +57,6 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         )
 
     @unary_errors
-    @_after_startup
     async def ModelMetadata(self, request: Any, context: Any) -> Any:
         meta = self._server.model_metadata(request.name, grpc_v2.model_version(request.version))
         tensor = pb.ModelMetadataResponse.TensorMetadata
@@ -94,13 +71,11 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         )
 
     @unary_errors
-    @_after_startup
     async def ModelConfig(self, request: Any, context: Any) -> Any:
         config = self._server.model_config(request.name, grpc_v2.model_version(request.version))
         return pb.ModelConfigResponse(config=config)
 
     @unary_errors
-    @_after_startup
     async def ModelStatistics(self, request: Any, context: Any) -> Any:
         doc = self._server.model_statistics(request.name, grpc_v2.model_version(request.version))
         # The statistics JSON uses the proto's field names, so it parses straight into the message.
@@ -108,7 +83,6 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
 
     # --- repository ----------------------------------------------------------------------
     @unary_errors
-    @_after_startup
     async def RepositoryIndex(self, request: Any, context: Any) -> Any:
         _no_repository_name(request.repository_name)
         entry = pb.RepositoryIndexResponse.ModelIndex
@@ -120,7 +94,6 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         )
 
     @unary_errors
-    @_after_startup
     async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:
         _no_repository_name(request.repository_name)
         config: str | None = None
@@ -137,7 +110,6 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         return pb.RepositoryModelLoadResponse()
 
     @unary_errors
-    @_after_startup
     async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:
         _no_repository_name(request.repository_name)
         dependents = False
@@ -151,7 +123,6 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
 
     # --- shared memory -------------------------------------------------------------------
     @unary_errors
-    @_after_startup
     async def SystemSharedMemoryStatus(self, request: Any, context: Any) -> Any:
         response = pb.SystemSharedMemoryStatusResponse()
         for region in self._server.shared_memory.system_status(request.name):
@@ -163,7 +134,6 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         return response
 
     @unary_errors
-    @_after_startup
     async def SystemSharedMemoryRegister(self, request: Any, context: Any) -> Any:
         self._server.shared_memory.register_system(
             request.name, request.key, request.offset, request.byte_size
@@ -171,32 +141,27 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         return pb.SystemSharedMemoryRegisterResponse()
 
     @unary_errors
-    @_after_startup
     async def SystemSharedMemoryUnregister(self, request: Any, context: Any) -> Any:
         self._server.shared_memory.unregister_system(request.name)
         return pb.SystemSharedMemoryUnregisterResponse()
 
     @unary_errors
-    @_after_startup
     async def CudaSharedMemoryStatus(self, request: Any, context: Any) -> Any:
         self._server.shared_memory.cuda_status(request.name)  # always empty; raises for a named region
         return pb.CudaSharedMemoryStatusResponse()
 
     @unary_errors
-    @_after_startup
     async def CudaSharedMemoryRegister(self, request: Any, context: Any) -> Any:
         self._server.shared_memory.register_cuda(request.name, request.device_id, request.byte_size)
         return pb.CudaSharedMemoryRegisterResponse()
 
     @unary_errors
-    @_after_startup
     async def CudaSharedMemoryUnregister(self, request: Any, context: Any) -> Any:
         self._server.shared_memory.unregister_cuda(request.name)
         return pb.CudaSharedMemoryUnregisterResponse()
 
     # --- trace and logging ---------------------------------------------------------------
     @unary_errors
-    @_after_startup
     async def TraceSetting(self, request: Any, context: Any) -> Any:
         model = request.model_name
         if request.settings:
@@ -212,7 +177,6 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         return response
 
     @unary_errors
-    @_after_startup
     async def LogSettings(self, request: Any, context: Any) -> Any:
         if request.settings:
             changes: dict[str, Any] = {}
@@ -240,7 +204,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         traceparent = (
             traceparent_from_metadata(context.invocation_metadata()) if self._server.tracing.active else None
         )
-        response = await self._server.infer(infer_request, traceparent, endpoint="ModelInfer RPC")
+        response = await self._server.infer(infer_request, None, traceparent, endpoint="ModelInfer RPC")
         return grpc_v2.encode_response(response)
 
     async def ModelStreamInfer(

@@ -119,41 +119,28 @@ class _InternalErrors:
             await _raw_response(status, headers, body)(scope, receive, send)
 
 
-class _StartupGate:
-    """While the startup models load, only /v2/health/* answers; other requests wait for the load.
-
-    The frontends listen before the models are loaded so that liveness probes pass during a long
-    load; a request that comes early waits instead of seeing models half-loaded.
-    """
-
-    def __init__(self, app: ASGIApp, server: InferenceServer) -> None:
-        self._app = app
-        self._server = server
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            not self._server.started
-            and scope["type"] == "http"
-            and not scope["path"].startswith("/v2/health")
-        ):
-            await self._server.wait_started()
-        await self._app(scope, receive, send)
-
-
 class HttpApp:
     """The HTTP/REST app: inference goes straight to its endpoint, everything else through Starlette.
 
-    Inference requests skip the middleware stack (the endpoint gates on startup and answers its
-    own errors); the same routes are also in Starlette's table, so any other method on an infer
-    path gets Starlette's usual 405.
+    Inference requests skip the middleware stack (the endpoint answers its own errors); the same
+    routes are also in Starlette's table, so any other method on an infer path gets Starlette's
+    usual 405. While the startup models load only /v2/health/* answers: the port opens early so
+    liveness probes pass during a long load, and other requests wait here for the load instead
+    of seeing models half-loaded.
     """
 
-    def __init__(self, app: Starlette, fast_routes: list[Route]) -> None:
+    def __init__(self, app: Starlette, fast_routes: list[Route], server: InferenceServer) -> None:
         self.app = app
         self._fast_routes = fast_routes
+        self._server = server
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].endswith("/infer"):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if not self._server.started and not scope["path"].startswith("/v2/health"):
+            await self._server.wait_started()
+        if scope["method"] == "POST" and scope["path"].endswith("/infer"):
             for route in self._fast_routes:
                 match, child_scope = route.matches(scope)
                 if match is Match.FULL:
@@ -175,5 +162,4 @@ def create_http_app(server: InferenceServer) -> HttpApp:
     )
     app.state.server = server
     app.add_middleware(_InternalErrors)
-    app.add_middleware(_StartupGate, server=server)
-    return HttpApp(app, fast_routes)
+    return HttpApp(app, fast_routes, server)

@@ -62,8 +62,6 @@ class InferEndpoint:
 
     async def _infer(self, scope: Scope, receive: Receive) -> tuple[int, Headers, Any]:
         server = self._server
-        if not server.started:
-            await server.wait_started()
         params = scope["path_params"]
         name = params["model"]
         version = "" if params.get("version") is None else str(params["version"])
@@ -72,13 +70,15 @@ class InferEndpoint:
         raw = await receive_body(receive, found.get("content-length"), limit)
         body = decompress(raw, found.get("content-encoding"), limit)
         header_length = parse_header_length(found.get("inference-header-content-length"))
-        spec = server.model_spec(name, version)  # an unknown model is 404 before its body is looked at
-        if header_length == 0:
-            request = json_v2.decode_raw_request(body, spec, version)
-        else:
-            request = json_v2.decode_request(body, header_length, name, version, shm=server.shared_memory)
-        traceparent = found.get("traceparent") if server.tracing.active else None
-        response = await server.infer(request, traceparent)
+        # Resolved once, before the body is looked at (an unknown model is 404): the request is
+        # decoded against the same version that runs it.
+        with server.acquire(name, version) as handle:
+            if header_length == 0:
+                request = json_v2.decode_raw_request(body, handle.spec, version)
+            else:
+                request = json_v2.decode_request(body, header_length, name, version, shm=server.shared_memory)
+            traceparent = found.get("traceparent") if server.tracing.active else None
+            response = await server.infer(request, handle, traceparent)
         payload, json_length = json_v2.encode_response(response, request)
         headers: Headers = []
         if json_length is None:

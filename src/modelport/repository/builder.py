@@ -1,0 +1,112 @@
+"""ServedModelBuilder: turns a configured model version into a ServedModel ready for requests.
+
+A version gets its instances (one per placement, created in parallel on worker threads), its
+warmup, its statistics and its scheduler; an ensemble version gets its composing models checked
+and a scheduler that calls them through the core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+from modelport.backends.base import InstancePlacement, ModelInstance
+from modelport.backends.devices import cpu_count
+from modelport.backends.registry import BackendRegistry
+from modelport.config.ensemble import composing_problems, inherited_labels
+from modelport.config.settings import ServerSettings
+from modelport.config.spec import ModelSpec
+from modelport.errors import InternalError, InvalidInput, ModelNotFound, ModelportError, ModelUnavailable
+from modelport.observability.stats import ModelStats
+from modelport.repository.configure import ConfiguredModel
+from modelport.repository.records import ModelTable
+from modelport.repository.served import ServedModel
+from modelport.repository.warmup import build_samples, run_warmup
+from modelport.scheduling.dynamic_batcher import DynamicBatcher
+from modelport.scheduling.ensemble import EnsembleCore, EnsembleScheduler
+from modelport.scheduling.instances import InstancePool
+
+
+class ServedModelBuilder:
+    """Builds the ServedModel of one version: instances, warmup, statistics, scheduler."""
+
+    def __init__(
+        self, settings: ServerSettings, backends: BackendRegistry, core: EnsembleCore, models: ModelTable
+    ) -> None:
+        self._backends = backends
+        self._core = core
+        self._models = models
+        self._histograms = settings.allow_metrics and settings.metrics_histograms
+
+    async def build(self, configured: ConfiguredModel, version: int, version_dir: Path) -> ServedModel:
+        """A READY-to-serve version (warmed up); raises what failed, with nothing left running."""
+        spec = configured.spec
+        if spec.ensemble is not None:
+            return self._build_ensemble(configured, version)
+        samples = await asyncio.to_thread(build_samples, spec, version_dir.parent)
+        pool = await self._create_pool(spec, version, version_dir)
+        try:
+            await run_warmup(spec, version, pool, samples)
+        except BaseException:
+            await asyncio.to_thread(pool.close)
+            raise
+        stats = self._new_stats()
+        return ServedModel(spec, version, DynamicBatcher(spec, pool, stats), configured.labels, stats)
+
+    def _new_stats(self) -> ModelStats:
+        return ModelStats(histograms=self._histograms)
+
+    async def _create_pool(self, spec: ModelSpec, version: int, version_dir: Path) -> InstancePool:
+        model_path = version_dir / spec.default_model_filename
+        if not model_path.exists():
+            raise ModelUnavailable(f"unable to find '{model_path}' for model '{spec.name}' version {version}")
+        backend = self._backends.get(spec.backend)
+        results = await asyncio.gather(
+            *(asyncio.to_thread(backend.create_instance, spec, model_path, p) for p in placements(spec)),
+            return_exceptions=True,
+        )
+        instances: list[ModelInstance] = [r for r in results if not isinstance(r, BaseException)]
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            for instance in instances:
+                with contextlib.suppress(Exception):
+                    instance.close()
+            error = errors[0]
+            if isinstance(error, ModelportError):
+                raise error
+            raise InternalError(f"{type(error).__name__}: {error}") from error
+        return InstancePool(spec.name, instances, thread_name=f"{spec.name}-v{version}")
+
+    def _build_ensemble(self, configured: ConfiguredModel, version: int) -> ServedModel:
+        """An ensemble version, checked against its composing models (which must be serving)."""
+        spec = configured.spec
+        assert spec.ensemble is not None
+        composing: list[ServedModel] = []
+        for step in spec.ensemble.steps:
+            wanted = "" if step.model_version < 0 else str(step.model_version)
+            try:
+                composing.append(self._models.lookup(step.model_name, wanted))
+            except (ModelNotFound, ModelUnavailable) as exc:
+                raise InvalidInput(f"ensemble '{spec.name}', {step.label}: {exc.message}") from None
+        problems = composing_problems(spec, [m.spec for m in composing])
+        if problems:
+            raise InvalidInput(f"invalid ensemble '{spec.name}': " + "; ".join(problems))
+        labels = inherited_labels(spec, configured.labels, [m.labels for m in composing])
+        stats = self._new_stats()
+        return ServedModel(spec, version, EnsembleScheduler(spec, self._core, stats), labels, stats)
+
+
+def placements(spec: ModelSpec) -> list[InstancePlacement]:
+    """Where each instance of `spec` runs; the CPU's threads are shared out between the instances."""
+    total = max(spec.instance_count, 1)
+    threads = max(1, cpu_count() // total)
+    found: list[InstancePlacement] = []
+    index = 0
+    for group in spec.instance_groups:
+        devices: list[int | None] = list(group.gpus) if group.kind == "KIND_GPU" else [None]
+        for device in devices:
+            for _ in range(group.count):
+                found.append(InstancePlacement(group, index, device, threads))
+                index += 1
+    return found
