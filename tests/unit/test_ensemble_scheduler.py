@@ -68,6 +68,9 @@ class OpBackend:
     def auto_complete(self, config: object, model_path: Path, settings: ServerSettings) -> None:
         return None
 
+    def usable_gpus(self) -> int:
+        return 0
+
     def create_instance(self, spec: ModelSpec, model_path: Path, placement: InstancePlacement) -> OpInstance:
         instance = OpInstance(spec.name, json.loads(model_path.read_text()), self)
         instance.outputs = [t.name for t in spec.outputs]

@@ -66,6 +66,9 @@ class AdderBackend:
     def auto_complete(self, config: object, model_path: Path, settings: ServerSettings) -> None:
         return None
 
+    def usable_gpus(self) -> int:
+        return 0
+
     def create_instance(
         self, spec: ModelSpec, model_path: Path, placement: InstancePlacement
     ) -> AdderInstance:

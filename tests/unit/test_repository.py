@@ -139,6 +139,22 @@ class TestConfigureModel:
         assert spec.version_policy == VersionPolicySpec("latest", num_versions=1)
         assert spec.metadata_platform == "onnxruntime_onnx"
 
+    def test_kind_auto_takes_gpus_only_where_the_backend_can_use_them(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A GPU node whose onnxruntime has no CUDA provider serves on the CPU (it failed to load)."""
+        from modelport.backends.onnxruntime import backend as ort_backend
+
+        monkeypatch.setattr(ort_backend, "visible_gpu_count", lambda: 2)  # a node with two GPUs
+        monkeypatch.setattr(ort_backend.ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+        model_dir = small_models.write_simple_noconfig(tmp_path)
+        spec = self._configure(model_dir).spec
+        assert [(g.kind, g.count, g.gpus) for g in spec.instance_groups] == [("KIND_CPU", 2, ())]
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        monkeypatch.setattr(ort_backend.ort, "get_available_providers", lambda: providers)
+        spec = self._configure(model_dir).spec
+        assert [(g.kind, g.count, g.gpus) for g in spec.instance_groups] == [("KIND_GPU", 1, (0, 1))]
+
     def test_backend_config_reaches_auto_complete(self, tmp_path: Path) -> None:
         settings = ServerSettings(backend_config={"onnxruntime": {"default-max-batch-size": "16"}})
         spec = self._configure(small_models.write_simple_noconfig(tmp_path), settings).spec

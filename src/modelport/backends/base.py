@@ -78,6 +78,10 @@ class Backend(Protocol):
         """Fill missing inputs, outputs and batching details of `config` from the model file."""
         ...
 
+    def usable_gpus(self) -> int:
+        """GPUs this backend can run instances on here (KIND_AUTO takes them; 0: it means KIND_CPU)."""
+        ...
+
     def create_instance(
         self, spec: ModelSpec, model_path: Path, placement: InstancePlacement
     ) -> ModelInstance:

@@ -28,9 +28,11 @@ def configure_model(
     backends: BackendRegistry,
     *,
     override: ModelConfigProto | None = None,
-    gpu_count: int = 0,
 ) -> ConfiguredModel:
-    """Read (or take) the config, complete it, validate it and load its labels files."""
+    """Read (or take) the config, complete it, validate it and load its labels files.
+
+    KIND_AUTO instance groups take the GPUs the model's backend can use here, else the CPU.
+    """
     source = str(folder.config_path)
     config = _read_config(folder, settings, override)
     if not config.name:
@@ -45,7 +47,8 @@ def configure_model(
         model_file = _first_model_file(folder, config)
         if model_file is not None:
             backends.get(config.backend).auto_complete(config, model_file, settings)
-    completion.apply_defaults(config, gpu_count=gpu_count)
+    gpus = backends.get(config.backend).usable_gpus() if config.platform != "ensemble" else 0
+    completion.apply_defaults(config, gpu_count=gpus)
     validation.validate(config, source)
     spec = build_spec(config)
     return ConfiguredModel(spec=spec, labels=_read_labels(folder.path, spec))

@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelport.backends.devices import visible_gpu_count
 from modelport.backends.registry import BackendRegistry
 from modelport.clock import Deadline
 from modelport.config.settings import ServerSettings
@@ -163,7 +162,7 @@ class ModelRepositoryManager:
         try:
             configured = await asyncio.to_thread(
                 configure_model, folder, self._settings, self._backends,
-                override=config, gpu_count=visible_gpu_count(),
+                override=config,
             )  # fmt: skip
             wanted = select_versions(name, configured.spec.version_policy, list(folder.versions))
             traffic = policy_from_parameters(configured.spec.parameters)

@@ -14,6 +14,7 @@ import onnxruntime as ort
 
 from modelport.backends.base import Execution, InstancePlacement
 from modelport.backends.batching import gather_inputs, split_outputs
+from modelport.backends.devices import visible_gpu_count
 from modelport.config.settings import ServerSettings
 from modelport.config.spec import ModelSpec
 from modelport.errors import InternalError, InvalidInput, ModelportError
@@ -51,6 +52,10 @@ class OnnxRuntimeBackend:
     """Serves `model.onnx` files with onnxruntime."""
 
     name = "onnxruntime"
+
+    def usable_gpus(self) -> int:
+        """The visible GPUs, if this onnxruntime build has the CUDA execution provider."""
+        return visible_gpu_count() if "CUDAExecutionProvider" in ort.get_available_providers() else 0
 
     def auto_complete(self, config: ModelConfigProto, model_path: Path, settings: ServerSettings) -> None:
         if config.input and config.output:

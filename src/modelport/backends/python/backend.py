@@ -24,6 +24,7 @@ from google.protobuf import json_format
 import triton_python_backend_utils as pb_utils
 from modelport.backends.base import InstancePlacement, ModelInstance
 from modelport.backends.caller import InferenceCaller
+from modelport.backends.devices import visible_gpu_count
 from modelport.backends.python import stub
 from modelport.backends.python.inthread import InThreadPythonInstance
 from modelport.backends.python.process import _CONTEXT, ProcessPythonInstance
@@ -61,6 +62,10 @@ class PythonBackend:
         self._caller = caller
         self._runtime = ServerRuntime(caller)
         self._modules = itertools.count(1)
+
+    def usable_gpus(self) -> int:
+        """The visible GPUs: a Python model is told its device and decides what to do with it."""
+        return visible_gpu_count()
 
     # --- auto-complete -------------------------------------------------------------------
     def auto_complete(self, config: ModelConfigProto, model_path: Path, settings: ServerSettings) -> None:

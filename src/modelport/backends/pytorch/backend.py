@@ -62,6 +62,14 @@ class PyTorchBackend:
             config.name,
         )
 
+    def usable_gpus(self) -> int:
+        """The CUDA devices torch sees (0 without torch, or with a CPU build)."""
+        try:
+            torch = import_torch()
+        except ModelUnavailable:
+            return 0
+        return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+
     def create_instance(
         self, spec: ModelSpec, model_path: Path, placement: InstancePlacement
     ) -> TorchScriptInstance:
