@@ -14,6 +14,9 @@ Example:
   python benchmarks/compare.py --model mobilenet_v2 --concurrency 1,16 --rounds 3 \\
       --variant before=examples/model_repository,PYTHONPATH=/tmp/before/src \\
       --variant after=examples/model_repository
+
+On a machine with cores to spare, keep the load generator off the server's cores:
+  taskset -c 4-11 python benchmarks/compare.py --server-cpus 0,1 ...
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ def parse_variant(text: str) -> tuple[str, str, dict[str, str]]:
 def server_args(args: argparse.Namespace, repository: str, env: dict[str, str]) -> argparse.Namespace:
     """The settings run_benchmarks' Server and run_perf_analyzer read, for one variant."""
     prefix = "env " + " ".join(shlex.quote(f"{k}={v}") for k, v in env.items()) + " " if env else ""
+    if args.server_cpus:
+        prefix = f"taskset -c {shlex.quote(args.server_cpus)} {prefix}"
     return argparse.Namespace(
         model_repository=repository, model=args.model, model_version=args.model_version,
         server_cmd=prefix + DEFAULT_SERVER_CMD, http_url=None, grpc_url=None, server_pid=None,
@@ -130,6 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pa-stability", type=int, default=50)
     ap.add_argument("--pa-extra", default="", help='e.g. "--shared-memory system"')
     ap.add_argument("--out-dir", help="default benchmarks/results/compare-<timestamp>")
+    ap.add_argument(
+        "--server-cpus",
+        help="pin each server to these CPUs (taskset list, e.g. 0,1); start this script itself under "
+        "`taskset -c <other cpus>` so that perf_analyzer, its child, runs apart from the server",
+    )
     args = ap.parse_args(argv)
     if len(args.variant) < 2:
         ap.error("give at least two --variant")
