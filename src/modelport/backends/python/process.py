@@ -313,7 +313,8 @@ class ProcessPythonInstance:
                 child.send(message)
 
         if self._caller is None:
-            error = stub.encode_error(ModelUnavailable("BLS is not available: no server core is attached"))
+            message = "BLS is not available: this server was started without a core caller"
+            error = stub.encode_error(ModelUnavailable(message))
             reply(("bls_item", call_id, error, True) if decoupled else ("bls_result", call_id, error))
             if decoupled:
                 reply(("bls_end", call_id))
