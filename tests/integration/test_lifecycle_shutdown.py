@@ -104,6 +104,7 @@ def test_sigterm_drains_queued_and_running_requests(repo: Path, tmp_path: Path) 
     assert "Server exiting" in late or "503" in late
     assert code == 0, server.log()
     assert "shutting down" in server.log()
+    assert not server.leak_reports(), server.log()
 
 
 def test_sigterm_with_nothing_in_flight_exits_at_once(repo: Path, tmp_path: Path) -> None:
@@ -117,6 +118,7 @@ def test_sigterm_with_nothing_in_flight_exits_at_once(repo: Path, tmp_path: Path
         raise
     assert code == 0
     assert time.monotonic() - start < 5
+    assert not server.leak_reports(), server.log()
 
 
 # --- a model that never returns: shutdown stays within --exit-timeout-secs -----------------------
@@ -202,3 +204,4 @@ def test_a_stuck_model_cannot_hold_shutdown_past_its_bound(
     assert took < bound_s, server.log()
     assert "unloaded before the request finished" in outcome, outcome
     assert server.process is not None and server.process.returncode == 0, server.log()
+    assert not server.leak_reports(), server.log()

@@ -58,19 +58,20 @@ def loading_server(tmp_path: Path) -> Iterator[tuple[ServerProcess, float]]:
         yield server, live_at
     finally:
         assert server.stop() == 0, server.log()
+        assert not server.leak_reports(), server.log()
 
 
 def test_calls_made_during_the_startup_load_wait_for_it(loading_server: tuple[ServerProcess, float]) -> None:
     server, live_at = loading_server
-    http = httpclient.InferenceServerClient(server.http_url, network_timeout=30)
-    grpc = grpcclient.InferenceServerClient(server.grpc_url)
-    assert http.is_server_live() and grpc.is_server_live()
-    assert not http.is_server_ready() and not grpc.is_server_ready()
-    assert time.monotonic() - live_at < LOAD_S / 2, "the health checks should not have waited"
-    with ThreadPoolExecutor(1) as pool:  # gRPC from a thread; the HTTP client stays on this one (gevent)
-        over_grpc = pool.submit(grpc.get_model_metadata, "slow_init")
-        assert http.get_model_metadata("slow_init")["name"] == "slow_init"
-        assert over_grpc.result(timeout=30).name == "slow_init"
-    assert http.is_server_ready() and grpc.is_server_ready()
-    grpc.close()
-    http.close()
+    with (
+        httpclient.InferenceServerClient(server.http_url, network_timeout=30) as http,
+        grpcclient.InferenceServerClient(server.grpc_url) as grpc,
+    ):
+        assert http.is_server_live() and grpc.is_server_live()
+        assert not http.is_server_ready() and not grpc.is_server_ready()
+        assert time.monotonic() - live_at < LOAD_S / 2, "the health checks should not have waited"
+        with ThreadPoolExecutor(1) as pool:  # gRPC from a thread; the HTTP client stays on this one (gevent)
+            over_grpc = pool.submit(grpc.get_model_metadata, "slow_init")
+            assert http.get_model_metadata("slow_init")["name"] == "slow_init"
+            assert over_grpc.result(timeout=30).name == "slow_init"
+        assert http.is_server_ready() and grpc.is_server_ready()

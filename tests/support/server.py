@@ -3,6 +3,10 @@
 The process is started, polled on /v2/health/live (not ready: a repository with a broken model is
 live but never ready), and stopped by PID with SIGTERM. Every wait is bounded.
 
+The server runs with ResourceWarning shown (Python hides it by default), and `running_server` fails
+a server whose log reports an unclosed resource or an exception in a finalizer: warnings are errors
+in the server under test too, not only in the test process.
+
 The server may listen before its startup models have loaded (liveness holds during a long load,
 and other requests wait for the load), so after liveness `start()` also waits for one ordinary
 request (GET /v2) to be answered: from then on readiness reflects the loaded models.
@@ -27,6 +31,8 @@ HOST = "127.0.0.1"
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 SMALL_INPUT_LIMIT = 1024 * 1024  # --http-max-input-size of the healthy server
+# What Python writes to stderr for a leaked socket/file/transport and for an error in __del__.
+LEAK_MARKERS = ("ResourceWarning", "Exception ignored in")
 
 # Never route loopback traffic through a proxy from the environment.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -62,6 +68,7 @@ class ServerProcess:
     port: int = 0
     grpc_port: int = 0
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    log_offset: int = field(default=0, repr=False)  # where the running process's output starts
 
     @property
     def url(self) -> str:
@@ -129,8 +136,10 @@ class ServerProcess:
     def _spawn(self) -> None:
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), "always::ResourceWarning"]))
         env.pop("CUDA_VISIBLE_DEVICES", None)
         with self.log_path.open("ab") as log:
+            self.log_offset = log.tell()
             self.process = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
             )
@@ -178,6 +187,16 @@ class ServerProcess:
         except FileNotFoundError:
             return ""
 
+    def leak_reports(self) -> list[str]:
+        """Lines of this process's output that report a leaked resource or an error in a finalizer."""
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(self.log_offset)
+                output = log.read().decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return []
+        return [line for line in output.splitlines() if any(marker in line for marker in LEAK_MARKERS)]
+
 
 @contextlib.contextmanager
 def running_server(
@@ -196,3 +215,4 @@ def running_server(
     finally:
         code = server.stop()
         assert code == 0, f"modelport exited with {code} after SIGTERM:\n{server.log()}"
+        assert not server.leak_reports(), f"modelport reported leaks:\n{server.log()[-6000:]}"
