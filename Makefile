@@ -47,8 +47,38 @@ run: models ## serve the example model repository on :8000 (HTTP), :8001 (gRPC),
 		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
 .PHONY: test
-test: models ## build the example models (cached) and run the test suite
+test: models test-tools ## build the example models (cached), fetch the tests' tools and run the test suite
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Debian packages that tests need, as command=package: installed when missing if this is root with apt-get;
+# otherwise the tests that need them skip. Nothing is installed from inside pytest.
+TEST_DEBIAN_TOOLS := promtool=prometheus prometheus=prometheus
+CONTAINER_DEBIAN_TOOLS := podman=podman buildah=buildah runc=runc debootstrap=debootstrap catatonit=catatonit
+
+# $(call debian_tools,<command=package ...>,<what cannot run without them>): quiet when nothing is missing.
+# apt-get update runs only when the first install fails (a bare image has no package lists yet).
+define debian_tools
+missing=$$(for pair in $(1); do command -v "$${pair%%=*}" >/dev/null || echo "$${pair#*=}"; done | sort -u | xargs); \
+if [ -z "$$missing" ]; then exit 0; fi; \
+if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+	echo "$@: not installed: $$missing (as root with apt-get, \`make $@\` installs them): $(2)"; exit 0; \
+fi; \
+echo "$@: apt-get install $$missing"; \
+install="apt-get install -y -qq --no-install-recommends $$missing"; \
+if ! log=$$( { DEBIAN_FRONTEND=noninteractive $$install || { apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive $$install; }; } 2>&1 ); then \
+	echo "$$log" | tail -n 20; echo "$@: could not install $$missing: $(2)"; \
+fi
+endef
+
+.PHONY: test-tools
+test-tools: $(VENV)/.installed ## install what tests need: Debian's prometheus (root), helm and hadolint (.cache/)
+	@$(call debian_tools,$(TEST_DEBIAN_TOOLS),the Prometheus tests will skip)
+	@$(PY) tests/deploy/deploy_tools.py
+
+.PHONY: container-tools
+container-tools: ## install podman, buildah, runc, debootstrap and catatonit for test-container (root, apt-get)
+	@$(call debian_tools,$(CONTAINER_DEBIAN_TOOLS),the container tests cannot run)
 
 .PHONY: lint
 lint: install ## ruff and mypy
@@ -188,9 +218,9 @@ smoke-test: ## check a running server at SMOKE_URL: health, metadata, and the ca
 		--wait $(SMOKE_WAIT) $(SMOKE_ARGS)
 
 .PHONY: test-deploy
-test-deploy: install ## run the deployment tests (chart render/lint/validate, Dockerfile lint, Makefile, smoke test)
+test-deploy: test-tools ## run the deployment tests (chart render/lint/validate, Dockerfile lint, Makefile, smoke test)
 	$(PY) -m pytest -q tests/deploy $(PYTEST_ARGS)
 
 .PHONY: test-container
-test-container: install ## build and run the CPU image with podman/buildah, then smoke-test it (root, slow)
+test-container: test-tools container-tools ## build and run the CPU image with podman/buildah, then smoke-test it (root, slow)
 	MODELPORT_CONTAINER_TESTS=1 $(PY) -m pytest -q tests/deploy -m container $(PYTEST_ARGS)

@@ -4,8 +4,8 @@ Helm-rendered Deployment as a pod with `podman kube play`.
 
     MODELPORT_CONTAINER_TESTS=1 python -m pytest tests/deploy -m container -s     # or: make test-container
 
-Needs root and Debian's podman, buildah, runc, debootstrap and catatonit
-(apt-get install -y --no-install-recommends podman buildah runc debootstrap catatonit). No registry is needed:
+Needs root and Debian's podman, buildah, runc, debootstrap and catatonit, which `make container-tools`
+installs (`make test-container` runs it first). No registry is needed:
 the base image is a local stand-in for python:3.11-slim built by deploy/docker/build-local-base.sh
 (debootstrap), passed as BASE_IMAGE. The podman settings are the ones that work in unprivileged CI sandboxes:
 vfs storage, runc, lowered ulimits. Takes a few minutes (mostly the base image and the dependency layer, which
@@ -58,7 +58,7 @@ def image() -> Iterator[str]:
     missing = [tool for tool in ("podman", "buildah", "runc", "debootstrap") if shutil.which(tool) is None]
     if missing or os.geteuid() != 0:
         pytest.fail(f"the container test needs root and {', '.join(missing) or 'its tools'}: "
-                    "apt-get install -y --no-install-recommends podman buildah runc debootstrap catatonit")
+                    "run `make container-tools` as root")
     if _run([*PODMAN, "image", "exists", BASE_IMAGE], check=False).returncode != 0:
         env = dict(os.environ, PODMAN_OPTS="--storage-driver vfs")
         ca_bundle = os.environ.get("MODELPORT_EXTRA_CA_BUNDLE") or os.environ.get("PIP_CERT")
@@ -141,7 +141,7 @@ def test_helm_rendered_deployment_runs_under_podman_kube_play(image: str, helm: 
     volumes, probes) works with the real image. Every port is published on 127.0.0.1 only: kube play would
     otherwise publish container ports on all interfaces."""
     if shutil.which("catatonit") is None and not Path("/usr/libexec/podman/catatonit").exists():
-        pytest.fail("podman kube play needs catatonit: apt-get install -y catatonit")
+        pytest.fail("podman kube play needs catatonit: run `make container-tools` as root")
     repository, tag = image.rsplit(":", 1)
     rendered = helm_template(helm, py_tools, "--set", f"image.repository={repository}",
                              "--set", f"image.tag={tag}", "--set", "image.pullPolicy=Never",

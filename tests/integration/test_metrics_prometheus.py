@@ -1,9 +1,9 @@
 """Prometheus's own tools against modelport: promtool on the exposition and on the dashboard's
 queries, and a real Prometheus server (Debian's package) scraping a real modelport on loopback.
 
-promtool and prometheus come from Debian's `prometheus` package. When they are missing the tests
-install it with apt-get if running as root, and are skipped (saying why) otherwise. Every process
-started here listens on 127.0.0.1 only and is stopped by its PID; every wait is bounded.
+promtool and prometheus come from Debian's `prometheus` package, which `make test-tools` installs
+(as root, with apt-get); without them these tests skip and say so. Every process started here
+listens on 127.0.0.1 only and is stopped by its PID; every wait is bounded.
 """
 
 from __future__ import annotations
@@ -46,21 +46,10 @@ GRAFANA_VARIABLES = {"$__rate_interval": "30s", "$__range": "5m", "$__interval":
 
 
 def _tool(name: str) -> str:
-    """The path of a Debian `prometheus` package tool, installing the package if root may."""
+    """The path of a tool from Debian's `prometheus` package."""
     path = shutil.which(name)
-    if path:
-        return path
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        pytest.skip(f"{name} is not installed and this is not root: `apt-get install prometheus` enables it")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "--no-install-recommends", "prometheus"]
-    result = subprocess.run(install, capture_output=True, text=True, timeout=600, env=env)
-    if result.returncode != 0:
-        subprocess.run(["apt-get", "update"], capture_output=True, timeout=600, env=env)
-        result = subprocess.run(install, capture_output=True, text=True, timeout=600, env=env)
-    path = shutil.which(name)
-    if result.returncode != 0 or not path:
-        pytest.skip(f"could not install Debian's prometheus package: {result.stderr.strip()[-400:]}")
+    if path is None:
+        pytest.skip(f"{name} is not installed: `make test-tools` (as root) installs Debian's prometheus")
     return path
 
 
