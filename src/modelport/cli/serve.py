@@ -8,6 +8,7 @@ import logging
 import signal
 import socket
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
@@ -76,16 +77,30 @@ async def serve(settings: ServerSettings, logs: LogController | None = None) -> 
                 metrics_socket.close()
             return 1
         log.info("Started GRPCInferenceService at %s", grpc_server.address)
-    http, http_task = None, None
+    frontends = _Frontends(grpc=grpc_server)
     if http_socket is not None:
-        http = _start_http(server, settings)
-        http_task = asyncio.create_task(http.serve(sockets=[http_socket]))
+        frontends.http = _start_http(server, settings)
+        frontends.http_task = asyncio.create_task(frontends.http.serve(sockets=[http_socket]))
         log.info("Started HTTPService at %s:%d", settings.http_address, settings.http_port)
-    metrics, metrics_task = None, None
     if metrics_socket is not None:
-        metrics = _start_metrics(server, settings)
-        metrics_task = asyncio.create_task(metrics.serve(sockets=[metrics_socket]))
+        frontends.metrics = _start_metrics(server, settings)
+        frontends.metrics_task = asyncio.create_task(frontends.metrics.serve(sockets=[metrics_socket]))
         log.info("Started Metrics Service at %s:%d", metrics_address, settings.metrics_port)
+    try:
+        return await _serve_models(server, settings, frontends, stop, force)
+    except BaseException:
+        await frontends.stop(_FRONTEND_GRACE_S)  # nothing is left listening when the startup fails
+        raise
+
+
+async def _serve_models(
+    server: InferenceServer,
+    settings: ServerSettings,
+    frontends: _Frontends,
+    stop: asyncio.Event,
+    force: asyncio.Event,
+) -> int:
+    """Load the models, serve until a stop signal, then shut down within one deadline."""
     poller = (
         RepositoryPoller(server.repository, settings.repository_poll_secs)
         if settings.model_control_mode == "poll"
@@ -99,8 +114,8 @@ async def serve(settings: ServerSettings, logs: LogController | None = None) -> 
     if settings.exit_on_error and not server.is_ready():
         log.error("failed to load all models")
         server.begin_shutdown()
-        await _stop(server, Deadline(0, force), http, http_task, grpc_server)
-        await _stop_metrics(metrics, metrics_task)
+        await server.stop(Deadline(0, force))
+        await frontends.stop(_FRONTEND_GRACE_S)
         return 1
     if poller is not None:
         poller.start()
@@ -116,32 +131,32 @@ async def serve(settings: ServerSettings, logs: LogController | None = None) -> 
     left = await server.drain(deadline)
     if left:
         log.warning("%d request(s) still in flight after the exit timeout; stopping anyway", left)
-    await _stop(server, deadline, http, http_task, grpc_server)
-    await _stop_metrics(metrics, metrics_task)
+    # The models stop first: requests still running at the deadline are failed there, so the
+    # frontends write those answers in the short grace that follows instead of dropping them.
+    await server.stop(deadline)
+    await frontends.stop(_FRONTEND_GRACE_S)
     log.info("stopped")
     return 0
 
 
-async def _stop(
-    server: InferenceServer,
-    deadline: Deadline,
-    http: _HttpServer | None,
-    http_task: asyncio.Task[None] | None,
-    grpc_server: GrpcServer | None,
-) -> None:
-    """Stop the models, then the frontends.
+@dataclass(slots=True)
+class _Frontends:
+    """The listening frontends, stopped together."""
 
-    The models go first: requests still running at the deadline are failed there, so the
-    frontends write their error answers in the short grace that follows instead of dropping the
-    connections.
-    """
-    await server.stop(deadline)
-    grpc_stop = asyncio.create_task(grpc_server.stop(_FRONTEND_GRACE_S)) if grpc_server is not None else None
-    if http is not None and http_task is not None:
-        http.should_exit = True
-        await http_task
-    if grpc_stop is not None:
-        await grpc_stop
+    grpc: GrpcServer | None = None
+    http: _HttpServer | None = None
+    http_task: asyncio.Task[None] | None = None
+    metrics: _HttpServer | None = None
+    metrics_task: asyncio.Task[None] | None = None
+
+    async def stop(self, grace_s: float) -> None:
+        grpc_stop = asyncio.create_task(self.grpc.stop(grace_s)) if self.grpc is not None else None
+        for server, task in ((self.http, self.http_task), (self.metrics, self.metrics_task)):
+            if server is not None and task is not None:
+                server.should_exit = True
+                await task
+        if grpc_stop is not None:
+            await grpc_stop
 
 
 def _start_metrics(server: InferenceServer, settings: ServerSettings) -> _HttpServer:
@@ -154,12 +169,6 @@ def _start_metrics(server: InferenceServer, settings: ServerSettings) -> _HttpSe
     registry = create_metrics_registry(server.served_models, options)
     host = settings.metrics_address or settings.http_address
     return _uvicorn(MetricsApp(registry), host, settings.metrics_port)
-
-
-async def _stop_metrics(metrics: _HttpServer | None, task: asyncio.Task[None] | None) -> None:
-    if metrics is not None and task is not None:
-        metrics.should_exit = True
-        await task
 
 
 def _bind(host: str, port: int) -> socket.socket:
