@@ -19,7 +19,9 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
 
 from modelport.cli.trace_flags import parse_trace_config
 from modelport.config.settings import ServerSettings, TraceConfig
@@ -284,12 +286,22 @@ def test_bad_trace_settings_are_refused(plain_server: ServerProcess, path: str, 
     assert message in response.json()["error"]
 
 
-def test_triton_mode_writes_timestamps_to_the_trace_file(plain_server: ServerProcess, tmp_path: Path) -> None:
-    trace_file = tmp_path / "trace.jsonl"
-    with httpclient.InferenceServerClient(plain_server.url) as client:
-        client.update_trace_settings(model_name="add_sub", settings={
-            "trace_level": ["TIMESTAMPS"], "trace_rate": "1", "trace_file": str(trace_file),
-        })
+@pytest.fixture(scope="module")
+def file_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Path]]:
+    """A server whose Triton-mode trace file is chosen at startup, the only way to choose it."""
+    repo = tmp_path_factory.mktemp("trace_file_repo")
+    small_models.write_add_sub(repo)
+    trace_file = tmp_path_factory.mktemp("traces") / "trace.jsonl"
+    log = tmp_path_factory.mktemp("logs") / "trace_file_server.log"
+    with running_server(repo, log, ("--trace-config", f"triton,file={trace_file}"), grpc=True) as proc:
+        yield proc, trace_file
+
+
+def test_triton_mode_writes_timestamps_to_the_trace_file(file_server: tuple[ServerProcess, Path]) -> None:
+    server, trace_file = file_server
+    with httpclient.InferenceServerClient(server.url) as client:
+        sampled = {"trace_level": ["TIMESTAMPS"], "trace_rate": "1"}
+        client.update_trace_settings(model_name="add_sub", settings=sampled)
         try:
             data = np.ones((1, 16), np.float32)
             inputs = [httpclient.InferInput(n, [1, 16], "FP32") for n in ("INPUT0", "INPUT1")]
@@ -298,9 +310,7 @@ def test_triton_mode_writes_timestamps_to_the_trace_file(plain_server: ServerPro
             for i in range(3):
                 client.infer("add_sub", inputs, request_id=f"file-{i}", headers={"traceparent": TRACEPARENT})
         finally:
-            client.update_trace_settings(model_name="add_sub", settings={
-                "trace_level": None, "trace_rate": None, "trace_file": None,
-            })
+            client.update_trace_settings(model_name="add_sub", settings=dict.fromkeys(sampled))
     traces = [json.loads(line) for line in trace_file.read_text().splitlines()]
     assert [t["request_id"] for t in traces] == ["file-0", "file-1", "file-2"]
     for trace in traces:
@@ -311,6 +321,29 @@ def test_triton_mode_writes_timestamps_to_the_trace_file(plain_server: ServerPro
                          "COMPUTE_OUTPUT_START", "COMPUTE_END", "REQUEST_END"]
         stamps = [t["ns"] for t in trace["timestamps"]]
         assert stamps == sorted(stamps)
+
+
+@pytest.mark.parametrize("model", ["", "add_sub"])
+@pytest.mark.parametrize("value", ["elsewhere.jsonl", None])
+def test_no_client_chooses_the_trace_file(
+    file_server: tuple[ServerProcess, Path], tmp_path: Path, model: str, value: str | None
+) -> None:
+    """Over HTTP and gRPC, as Triton since its fix: the file is the startup one, whatever is sent."""
+    server, trace_file = file_server
+    target = str(tmp_path / value) if value else None
+    message = "trace file location can not be updated through network protocol"
+    with httpx.Client(base_url=server.base_url, trust_env=False, timeout=10) as raw:
+        path = f"/v2/models/{model}/trace/setting" if model else "/v2/trace/setting"
+        answer = raw.post(path, json={"trace_file": target, "trace_level": ["TIMESTAMPS"]})
+    assert (answer.status_code, answer.json()) == (501, {"error": message})
+    with grpcclient.InferenceServerClient(server.grpc_url) as client:
+        with pytest.raises(InferenceServerException) as caught:
+            client.update_trace_settings(model_name=model or None, settings={"trace_file": target})
+        assert caught.value.status() == "StatusCode.UNIMPLEMENTED" and message in caught.value.message()
+        setting = client.get_trace_settings(model_name=model or None, as_json=True)["settings"]
+    assert setting["trace_file"]["value"] == [str(trace_file)]
+    assert setting["trace_level"]["value"] == ["OFF"]  # nothing of a refused update applies
+    assert not (tmp_path / "elsewhere.jsonl").exists()
 
 
 # --- pure pieces ------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import dataclasses
 from typing import Any
 
 from modelport.config.settings import TraceConfig
-from modelport.errors import InvalidInput
+from modelport.errors import InvalidInput, Unsupported
 
 TRACE_LEVELS = ("OFF", "TIMESTAMPS", "TENSORS")
 TRACE_MODES = ("triton", "opentelemetry")
@@ -112,13 +112,15 @@ class TraceSettings:
 
     def update(self, model: str, changes: dict[str, Any]) -> TraceSetting:
         _check_settings(changes)
+        if "trace_file" in changes:
+            # Where the server writes is chosen at startup only (--trace-config triton,file=...): a
+            # client must never pick a path the server appends to.
+            raise Unsupported("trace file location can not be updated through network protocol")
         parsed = {key: None if value is None else _parse_value(key, value) for key, value in changes.items()}
         current = self.get(model)
         mode = parsed.get("trace_mode")
         if mode is not None and mode != current.mode:
             raise InvalidInput("'trace_mode' can only be chosen at startup (--trace-config mode=...)")
-        if parsed.get("trace_file") and current.mode == "opentelemetry":
-            raise InvalidInput("'trace_file' does not apply to trace_mode 'opentelemetry'")
         if parsed.get("log_frequency") and current.mode == "opentelemetry":
             raise InvalidInput("'log_frequency' does not apply to trace_mode 'opentelemetry'")
         if model:
