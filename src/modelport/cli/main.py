@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from modelport import __version__
-from modelport.config.settings import ServerSettings
+from modelport.config.settings import RESTRICTED_CATEGORIES, ServerSettings
 from modelport.observability.logging import configure_logging
 
 
@@ -51,9 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-address", default="0.0.0.0")
     serve.add_argument("--http-port", type=int, default=8000)
     serve.add_argument("--http-max-input-size", type=int, default=64 * 1024 * 1024)
+    serve.add_argument("--http-restricted-api", action="append", default=[], metavar="<apis>:<key>=<value>",
+                       help="HTTP requests to these APIs need header <key> with value <value> (repeatable); "
+                            f"APIs: {', '.join(RESTRICTED_CATEGORIES)}")
     _flag(serve, "--allow-grpc", True, "serve gRPC")
     serve.add_argument("--grpc-address", default="0.0.0.0")
     serve.add_argument("--grpc-port", type=int, default=8001)
+    serve.add_argument("--grpc-restricted-protocol", action="append", default=[],
+                       metavar="<protocols>:<key>=<value>",
+                       help="gRPC calls of these protocols need metadata triton-grpc-protocol-<key> with "
+                            "value <value> (repeatable); protocols as for --http-restricted-api")
     _grpc_flags(serve)
     _flag(serve, "--allow-metrics", True, "serve Prometheus metrics")
     serve.add_argument("--metrics-address", default="")
@@ -174,6 +182,18 @@ def parse_backend_config(values: Sequence[str]) -> dict[str, dict[str, str]]:
     return result
 
 
+def _restriction_settings(args: argparse.Namespace) -> dict[str, object]:
+    from modelport.cli.restricted_flags import parse_grpc_restricted_protocols, parse_http_restricted_apis
+
+    try:
+        return {
+            "http_restricted_apis": parse_http_restricted_apis(args.http_restricted_api),
+            "grpc_restricted_protocols": parse_grpc_restricted_protocols(args.grpc_restricted_protocol),
+        }
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+
+
 def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     if args.load_model and args.model_control_mode != "explicit":
         raise SystemExit("Use of '--load-model' requires setting '--model-control-mode=explicit' as well.")
@@ -206,6 +226,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         grpc_address=args.grpc_address,
         grpc_port=args.grpc_port,
         **_grpc_settings(args),  # type: ignore[arg-type]
+        **_restriction_settings(args),  # type: ignore[arg-type]
         allow_metrics=args.allow_metrics,
         metrics_address=args.metrics_address,
         metrics_port=args.metrics_port,
@@ -226,6 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         settings = settings_from_args(args)
         logs = configure_logging(settings)
+        _warn_unrestricted_repository(settings)
         from modelport.cli.allocator import tune_malloc
         from modelport.cli.serve import serve
 
@@ -236,6 +258,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             logs.close()
     return 2
+
+
+def _warn_unrestricted_repository(settings: ServerSettings) -> None:
+    from modelport.frontends.restrictions import unrestricted_repository_warning
+
+    warning = unrestricted_repository_warning(settings)
+    if warning is not None:
+        logging.getLogger("modelport.server").warning(warning)
 
 
 def _run(coro: object) -> int:

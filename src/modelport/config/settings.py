@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_MAX_BATCH_SIZE = 4
 GRPC_MAX_MESSAGE_SIZE = 2**31 - 1
+# Triton's restricted API categories (--http-restricted-api, --grpc-restricted-protocol), in its order.
+RESTRICTED_CATEGORIES = (
+    "health", "metadata", "inference", "shared-memory", "model-config", "model-repository",
+    "statistics", "trace", "logging",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Restriction:
+    """A restricted API category: its requests must carry `header` with exactly `value`."""
+
+    header: str  # as configured (gRPC: with Triton's "triton-grpc-protocol-" prefix)
+    value: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +76,9 @@ class ServerSettings:
     grpc_http2_max_ping_strikes: int = 2
     grpc_max_connection_age: int = 0  # 0: unlimited
     grpc_max_connection_age_grace: int = 0  # 0: unlimited
+    # Restricted APIs: category -> the header its requests need; a category left out is open to all.
+    http_restricted_apis: Mapping[str, Restriction] = field(default_factory=dict)
+    grpc_restricted_protocols: Mapping[str, Restriction] = field(default_factory=dict)
     allow_metrics: bool = True
     metrics_address: str = ""
     metrics_port: int = 8002

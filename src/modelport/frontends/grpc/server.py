@@ -11,7 +11,8 @@ import grpc
 from modelport.config.settings import ServerSettings
 from modelport.core.server import InferenceServer
 from modelport.frontends.grpc.servicer import InferenceServicer
-from modelport.protocol import service_pb2_grpc
+from modelport.frontends.restrictions import GRPC_CATEGORIES, HeaderCheck, header_checks
+from modelport.protocol import service_pb2, service_pb2_grpc
 
 
 def channel_options(settings: ServerSettings) -> list[tuple[str, Any]]:
@@ -79,6 +80,51 @@ class StartupGate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return await continuation(details)
 
 
+class ProtocolRestrictions(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Refuses a call of a restricted protocol without its metadata, with Triton's UNAVAILABLE.
+
+    The check and the refusing handler of each restricted RPC are built once; an RPC of an open
+    category costs one dict lookup.
+    """
+
+    def __init__(self, checks: dict[str, HeaderCheck]) -> None:
+        service = service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+        self._restricted: dict[str, tuple[HeaderCheck, grpc.RpcMethodHandler]] = {}
+        for method in service.methods:
+            check = checks.get(GRPC_CATEGORIES[method.name])
+            if check is not None:
+                refusal = _refusal(check.grpc_message, streaming=method.client_streaming)
+                self._restricted[f"/{service.full_name}/{method.name}"] = (check, refusal)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        restricted = self._restricted.get(details.method)
+        if restricted is not None and not restricted[0].allows_grpc(details.invocation_metadata):
+            return restricted[1]
+        return await continuation(details)
+
+
+def _refusal(message: str, *, streaming: bool) -> grpc.RpcMethodHandler:
+    """A handler that ends the call with UNAVAILABLE `message` without reading the request."""
+
+    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
+        await context.abort(grpc.StatusCode.UNAVAILABLE, message)
+
+    if streaming:
+        return grpc.stream_stream_rpc_method_handler(refuse)
+    return grpc.unary_unary_rpc_method_handler(refuse)
+
+
+def interceptors(server: InferenceServer, settings: ServerSettings) -> list[grpc.aio.ServerInterceptor]:
+    """The restrictions (when any protocol is restricted) ahead of the startup gate."""
+    checks = header_checks(settings.grpc_restricted_protocols)
+    gate = StartupGate(server)
+    return [ProtocolRestrictions(checks), gate] if checks else [gate]
+
+
 class GrpcServer:
     """Serves GRPCInferenceService for `server`; start() binds and starts, stop() drains."""
 
@@ -96,7 +142,9 @@ class GrpcServer:
         """Bind and start serving; OSError when the address cannot be bound or TLS files are unreadable."""
         settings = self._settings
         credentials = server_credentials(settings)
-        server = grpc.aio.server(options=channel_options(settings), interceptors=[StartupGate(self._server)])
+        server = grpc.aio.server(
+            options=channel_options(settings), interceptors=interceptors(self._server, settings)
+        )
         service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self._server), server)
         address = listen_address(settings.grpc_address, settings.grpc_port)
         try:

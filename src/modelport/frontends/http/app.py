@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -14,60 +15,65 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelport.core.server import InferenceServer
 from modelport.errors import ModelportError
+from modelport.frontends import restrictions as r
 from modelport.frontends.http import handlers as h
-from modelport.frontends.http.errors import Headers, error_parts, internal_error_parts
+from modelport.frontends.http.errors import JSON, Headers, error_parts, internal_error_parts
 from modelport.frontends.http.infer_endpoint import InferEndpoint
+from modelport.frontends.restrictions import HeaderCheck, header_checks
 
 log = logging.getLogger(__name__)
 
 _MODEL = "/v2/models/{model}"
 _VERSIONED = "/v2/models/{model}/versions/{version:int}"
+_REPOSITORY_MODEL = "/v2/repository/models/{model}"
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def _model_routes(prefix: str) -> list[Route]:
+Table = list[tuple[str, Route]]  # (restricted-API category, route), in matching order
+
+
+def _model_routes(prefix: str) -> Table:
     return [
-        Route(prefix, h.model_metadata, methods=["GET"]),
-        Route(prefix + "/ready", h.model_ready, methods=["GET"]),
-        Route(prefix + "/config", h.model_config, methods=["GET"]),
-        Route(prefix + "/stats", h.model_statistics, methods=["GET"]),
+        (r.METADATA, Route(prefix, h.model_metadata, methods=["GET"])),
+        (r.HEALTH, Route(prefix + "/ready", h.model_ready, methods=["GET"])),
+        (r.MODEL_CONFIG, Route(prefix + "/config", h.model_config, methods=["GET"])),
+        (r.STATISTICS, Route(prefix + "/stats", h.model_statistics, methods=["GET"])),
     ]
 
 
-def infer_routes(endpoint: InferEndpoint) -> list[Route]:
+def infer_routes(endpoint: InferEndpoint) -> Table:
     """The inference routes (a plain ASGI endpoint: see infer_endpoint.py)."""
     return [
-        Route(_VERSIONED + "/infer", endpoint, methods=["POST"]),
-        Route(_MODEL + "/infer", endpoint, methods=["POST"]),
+        (r.INFERENCE, Route(_VERSIONED + "/infer", endpoint, methods=["POST"])),
+        (r.INFERENCE, Route(_MODEL + "/infer", endpoint, methods=["POST"])),
     ]
 
 
-def _shared_memory_routes(
-    prefix: str, status: Handler, register: Handler, unregister: Handler
-) -> list[Route]:
+def _shared_memory_routes(prefix: str, status: Handler, register: Handler, unregister: Handler) -> Table:
     return [
-        Route(prefix + "/status", status, methods=["GET"]),
-        Route(prefix + "/region/{region}/status", status, methods=["GET"]),
-        Route(prefix + "/region/{region}/register", register, methods=["POST"]),
-        Route(prefix + "/unregister", unregister, methods=["POST"]),
-        Route(prefix + "/region/{region}/unregister", unregister, methods=["POST"]),
+        (r.SHARED_MEMORY, Route(prefix + "/status", status, methods=["GET"])),
+        (r.SHARED_MEMORY, Route(prefix + "/region/{region}/status", status, methods=["GET"])),
+        (r.SHARED_MEMORY, Route(prefix + "/region/{region}/register", register, methods=["POST"])),
+        (r.SHARED_MEMORY, Route(prefix + "/unregister", unregister, methods=["POST"])),
+        (r.SHARED_MEMORY, Route(prefix + "/region/{region}/unregister", unregister, methods=["POST"])),
     ]
 
 
-ROUTES = [
-    Route("/v2/health/live", h.live, methods=["GET"]),
-    Route("/v2/health/ready", h.ready, methods=["GET"]),
-    Route("/v2", h.server_metadata, methods=["GET"]),
-    Route("/v2/models/stats", h.model_statistics, methods=["GET"]),
+# Every route but inference, with its category (Triton's, and model-repository for modelport's traffic API).
+ROUTES: Table = [
+    (r.HEALTH, Route("/v2/health/live", h.live, methods=["GET"])),
+    (r.HEALTH, Route("/v2/health/ready", h.ready, methods=["GET"])),
+    (r.METADATA, Route("/v2", h.server_metadata, methods=["GET"])),
+    (r.STATISTICS, Route("/v2/models/stats", h.model_statistics, methods=["GET"])),
     *_model_routes(_VERSIONED),
     *_model_routes(_MODEL),
-    Route("/v2/repository/index", h.repository_index, methods=["POST"]),
-    Route("/v2/repository/models/{model}/load", h.repository_load, methods=["POST"]),
-    Route("/v2/repository/models/{model}/unload", h.repository_unload, methods=["POST"]),
-    Route(_MODEL + "/traffic", h.model_traffic, methods=["GET", "POST"]),
-    Route("/v2/logging", h.log_settings, methods=["GET", "POST"]),
-    Route("/v2/trace/setting", h.trace_settings, methods=["GET", "POST"]),
-    Route(_MODEL + "/trace/setting", h.trace_settings, methods=["GET", "POST"]),
+    (r.MODEL_REPOSITORY, Route("/v2/repository/index", h.repository_index, methods=["POST"])),
+    (r.MODEL_REPOSITORY, Route(_REPOSITORY_MODEL + "/load", h.repository_load, methods=["POST"])),
+    (r.MODEL_REPOSITORY, Route(_REPOSITORY_MODEL + "/unload", h.repository_unload, methods=["POST"])),
+    (r.MODEL_REPOSITORY, Route(_MODEL + "/traffic", h.model_traffic, methods=["GET", "POST"])),
+    (r.LOGGING, Route("/v2/logging", h.log_settings, methods=["GET", "POST"])),
+    (r.TRACE, Route("/v2/trace/setting", h.trace_settings, methods=["GET", "POST"])),
+    (r.TRACE, Route(_MODEL + "/trace/setting", h.trace_settings, methods=["GET", "POST"])),
     *_shared_memory_routes(
         "/v2/systemsharedmemory", h.system_shm_status, h.system_shm_register, h.system_shm_unregister
     ),
@@ -119,42 +125,78 @@ class _InternalErrors:
             await _raw_response(status, headers, body)(scope, receive, send)
 
 
+class _RouteChecks:
+    """The header check of each route in the table (None where its category is open)."""
+
+    def __init__(self, table: Table, checks: dict[str, HeaderCheck]) -> None:
+        self._routes = [(route, checks.get(category)) for category, route in table]
+
+    def check_for(self, scope: Scope) -> HeaderCheck | None:
+        # The first route whose path matches decides, whatever the method: Triton refuses a restricted
+        # API before it looks at the method.
+        for route, check in self._routes:
+            match, _ = route.matches(scope)
+            if match is not Match.NONE:
+                return check
+        return None
+
+
 class HttpApp:
     """The HTTP/REST app: inference goes straight to its endpoint, everything else through Starlette.
 
     Inference requests skip the middleware stack (the endpoint answers its own errors); the same
     routes are also in Starlette's table, so any other method on an infer path gets Starlette's
-    usual 405. While the startup models load only /v2/health/* answers: the port opens early so
-    liveness probes pass during a long load, and other requests wait here for the load instead
-    of seeing models half-loaded.
+    usual 403 or 405. A request to a restricted API without its header is refused here (403) first.
+    While the startup models load only /v2/health/* answers: the port opens early so liveness
+    probes pass during a long load, and other requests wait here for the load instead of seeing
+    models half-loaded.
     """
 
-    def __init__(self, app: Starlette, fast_routes: list[Route], server: InferenceServer) -> None:
+    def __init__(
+        self,
+        app: Starlette,
+        fast_routes: list[tuple[Route, HeaderCheck | None]],
+        server: InferenceServer,
+        route_checks: _RouteChecks | None = None,
+    ) -> None:
         self.app = app
         self._fast_routes = fast_routes
         self._server = server
+        self._route_checks = route_checks  # None: no API is restricted
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if not self._server.started and not scope["path"].startswith("/v2/health"):
-            await self._server.wait_started()
+        fast: Route | None = None
+        check: HeaderCheck | None = None
         if scope["method"] == "POST" and scope["path"].endswith("/infer"):
-            for route in self._fast_routes:
+            for route, route_check in self._fast_routes:
                 match, child_scope = route.matches(scope)
                 if match is Match.FULL:
-                    scope.update(child_scope)
-                    await route.app(scope, receive, send)
-                    return
+                    fast, check = route, route_check
+                    break
+        if fast is None and self._route_checks is not None:
+            check = self._route_checks.check_for(scope)
+        if check is not None and not check.allows_http(scope["headers"]):
+            body = orjson.dumps({"error": check.http_message})
+            await _raw_response(403, [(b"content-type", JSON)], body)(scope, receive, send)
+            return
+        if not self._server.started and not scope["path"].startswith("/v2/health"):
+            await self._server.wait_started()
+        if fast is not None:
+            scope.update(child_scope)
+            await fast.app(scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
 
 def create_http_app(server: InferenceServer) -> HttpApp:
-    """The HTTP/REST app serving `server`."""
-    fast_routes = infer_routes(InferEndpoint(server))
+    """The HTTP/REST app serving `server`, with its restricted APIs from the settings."""
+    fast_table = infer_routes(InferEndpoint(server))
+    table = [*ROUTES, *fast_table]
     app = Starlette(
-        routes=[*ROUTES, *fast_routes],
+        routes=[route for _, route in table],
         exception_handlers={
             ModelportError: _modelport_error,
             HTTPException: _http_error,
@@ -162,4 +204,6 @@ def create_http_app(server: InferenceServer) -> HttpApp:
     )
     app.state.server = server
     app.add_middleware(_InternalErrors)
-    return HttpApp(app, fast_routes, server)
+    checks = header_checks(server.settings.http_restricted_apis)
+    fast_routes = [(route, checks.get(category)) for category, route in fast_table]
+    return HttpApp(app, fast_routes, server, _RouteChecks(table, checks) if checks else None)
