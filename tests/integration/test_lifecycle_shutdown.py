@@ -18,7 +18,7 @@ import pytest
 import tritonclient.http as httpclient
 import tritonclient.http.aio as aiohttpclient
 
-from support.models import SLOW_WIDTH, slow_model
+from support.models import SLOW_WIDTH, slow_model, write_stuck_model
 from support.server import ServerProcess, http_status
 
 MATMULS = 12
@@ -122,36 +122,9 @@ def test_sigterm_with_nothing_in_flight_exits_at_once(repo: Path, tmp_path: Path
 
 
 # --- a model that never returns: shutdown stays within --exit-timeout-secs -----------------------
-STUCK_MODEL = '''
-import threading
-import numpy as np
-import triton_python_backend_utils as pb_utils
-
-RELEASE = threading.Event()  # never set: every execution hangs until the process exits
-
-
-class TritonPythonModel:
-    def execute(self, requests):
-        RELEASE.wait(600)
-        out = pb_utils.Tensor("OUT", np.zeros(1, np.float32))
-        return [pb_utils.InferenceResponse([out]) for _ in requests]
-'''
-STUCK_CONFIG = """
-name: "stuck"
-backend: "python"
-max_batch_size: 0
-input [ { name: "IN" data_type: TYPE_FP32 dims: [ 1 ] } ]
-output [ { name: "OUT" data_type: TYPE_FP32 dims: [ 1 ] } ]
-instance_group [ { count: 1 kind: KIND_CPU } ]
-"""
-
-
-@pytest.fixture
-def stuck_repo(tmp_path: Path) -> Path:
-    folder = tmp_path / "stuck_repo" / "stuck"
-    (folder / "1").mkdir(parents=True)
-    (folder / "1" / "model.py").write_text(STUCK_MODEL)
-    (folder / "config.pbtxt").write_text(STUCK_CONFIG)
+@pytest.fixture(params=[False, True], ids=["in-thread", "process"])
+def stuck_repo(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    write_stuck_model(tmp_path / "stuck_repo", isolated=request.param)
     return tmp_path / "stuck_repo"
 
 
@@ -160,7 +133,7 @@ async def _stuck_request(server: ServerProcess, signals: int, between_s: float) 
     client = aiohttpclient.InferenceServerClient(server.url)
     try:
         tensor = aiohttpclient.InferInput("IN", [1], "FP32")
-        tensor.set_data_from_numpy(np.zeros(1, np.float32))
+        tensor.set_data_from_numpy(np.ones(1, np.float32))
         call = asyncio.ensure_future(client.infer("stuck", [tensor]))
         await asyncio.sleep(0.5)  # running (and stuck) in the model
         assert not call.done()

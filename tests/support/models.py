@@ -315,3 +315,38 @@ def slow_model(matmuls: int, weight: np.ndarray | None = None) -> onnx.ModelProt
         initializer=initializers,
     )
     return finish(graph)
+
+
+STUCK_MODEL_PY = '''
+import threading
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+NEVER = threading.Event()
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        # IN > 0 never returns (a hung model); IN == 0 answers at once.
+        if any(pb_utils.get_input_tensor_by_name(r, "IN").as_numpy()[0] > 0 for r in requests):
+            NEVER.wait(600)
+        out = pb_utils.Tensor("OUT", np.zeros(1, np.float32))
+        return [pb_utils.InferenceResponse([out]) for _ in requests]
+'''
+
+
+def write_stuck_model(repo: Path, name: str = "stuck", isolated: bool = False) -> Path:
+    """A Python model whose execute never returns for IN > 0 (in the server, or in its own process)."""
+    folder = repo / name
+    (folder / "1").mkdir(parents=True)
+    (folder / "1" / "model.py").write_text(STUCK_MODEL_PY)
+    isolation = (
+        'parameters { key: "MODELPORT_ISOLATION" value { string_value: "process" } }' if isolated else ""
+    )
+    (folder / "config.pbtxt").write_text(
+        f'name: "{name}"\nbackend: "python"\nmax_batch_size: 0\n'
+        'input [ { name: "IN" data_type: TYPE_FP32 dims: [ 1 ] } ]\n'
+        'output [ { name: "OUT" data_type: TYPE_FP32 dims: [ 1 ] } ]\n'
+        f'instance_group [ {{ count: 1 kind: KIND_CPU }} ]\n{isolation}\n'
+    )
+    return folder

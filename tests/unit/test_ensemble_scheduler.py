@@ -55,6 +55,9 @@ class OpInstance:
     def close(self) -> None:
         pass
 
+    def abort(self) -> bool:
+        return False
+
 
 class OpBackend:
     name = "op"

@@ -53,6 +53,9 @@ class AdderInstance:
     def close(self) -> None:
         self.backend.closed.append(self.value)
 
+    def abort(self) -> bool:
+        return False
+
 
 class AdderBackend:
     name = "adder"

@@ -68,6 +68,14 @@ class ModelInstance(Protocol):
         """Release the instance's resources."""
         ...
 
+    def abort(self) -> bool:
+        """End a running execution at once, from another thread, if this instance can.
+
+        A model process is killed (the execution fails; the instance then closes as usual): True.
+        Code running on the instance's own thread cannot be stopped: False, and it is left running.
+        """
+        ...
+
 
 class Backend(Protocol):
     """A factory for instances of one kind of model file."""

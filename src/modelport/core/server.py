@@ -88,10 +88,11 @@ class InferenceServer:
             self._startup_done.set()
 
     async def stop(self, deadline: Deadline | None = None) -> None:
-        """Unload every model; requests still running at `deadline` (default: now) get an error."""
+        """Unload every model; requests still running at `deadline` (default: --exit-timeout-secs from
+        now) get an error."""
         self._draining = True
         self._exiting = True
-        await self.repository.stop(deadline or Deadline(0))
+        await self.repository.stop(deadline or Deadline(self.settings.exit_timeout_secs))
         self.shared_memory.close()
         await asyncio.to_thread(self.tracing.stop)
 

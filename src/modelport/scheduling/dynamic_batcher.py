@@ -17,6 +17,7 @@ import contextvars
 import logging
 import threading
 from collections import deque
+from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
@@ -69,6 +70,7 @@ class DynamicBatcher:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at_ns: int | None = None
         self._running: dict[int, list[PendingRequest]] = {}  # batches on instances, by id
+        self._timed_running = 0  # requests of running batches whose deadline still applies
         self._drained: asyncio.Future[None] | None = None
         self._grow = False
         self._sequence = 0
@@ -82,15 +84,17 @@ class DynamicBatcher:
         policy = self._queue.policy(level)
         future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
         self._sequence += 1
+        deadline_ns, own_timeout = _deadline_ns(policy, request, now)
         item = PendingRequest(
             request=request,
             future=future,
             enqueue_ns=now,
             batch_size=request.batch_size,
             signature=self._signature(request),
-            deadline_ns=_deadline_ns(policy, request, now),
+            deadline_ns=deadline_ns,
             delay_on_timeout=policy.timeout_action == "DELAY",
             sequence=self._sequence,
+            own_timeout=own_timeout,
         )
         self._queue.push(item, level)
         self._stats.pending += 1
@@ -158,6 +162,7 @@ class DynamicBatcher:
                     reason,
                 )
             self._running[id(batch)] = batch
+            self._timed_running += sum(1 for p in batch if _held_deadline(p) is not None)
             self._pool.run(instance, [p.request for p in batch], partial(self._finished, batch, now))
         if len(self._queue):
             self._grow = True
@@ -165,6 +170,9 @@ class DynamicBatcher:
 
     def _arm_timer(self, now: int, wait_ns: int | None) -> None:
         deadline = self._queue.next_deadline_ns()
+        if self._timed_running:
+            running = min(d for p in self._running_items() if (d := _held_deadline(p)) is not None)
+            deadline = running if deadline is None else min(deadline, running)
         if deadline is not None:
             wait_ns = max(0, deadline - now) if wait_ns is None else min(wait_ns, max(0, deadline - now))
         if wait_ns is not None:
@@ -180,10 +188,23 @@ class DynamicBatcher:
     def _expire(self, now: int) -> None:
         for item in self._queue.expire(now):
             self._stats.pending -= 1
-            self._stats.record_failure(now - item.enqueue_ns, "REJECTED")
-            self._complete(
-                item, ModelUnavailable(with_request_id(item.request.id, "Request timeout expired"))
-            )
+            self._reject_expired(item, now)
+        if self._timed_running:
+            # A request's deadline holds while its batch runs too: it is answered at the deadline
+            # and its share of the batch's result is dropped when the batch ends.
+            for item in list(self._running_items()):
+                held = _held_deadline(item)
+                if held is not None and held <= now:
+                    item.expired = True
+                    self._timed_running -= 1
+                    self._reject_expired(item, now)
+
+    def _reject_expired(self, item: PendingRequest, now: int) -> None:
+        self._stats.record_failure(now - item.enqueue_ns, "REJECTED")
+        self._complete(item, ModelUnavailable(with_request_id(item.request.id, "Request timeout expired")))
+
+    def _running_items(self) -> Iterator[PendingRequest]:
+        return (item for batch in self._running.values() for item in batch)
 
     def _finished(self, batch: list[PendingRequest], start: int, execution: Execution) -> None:
         """A batch ended and its instance is idle: send the next batch first, then answer these.
@@ -191,11 +212,14 @@ class DynamicBatcher:
         The pool delivers exactly one result per request of the batch.
         """
         self._running.pop(id(batch), None)
+        self._timed_running -= sum(1 for p in batch if _held_deadline(p) is not None)
         self._review()
         results, timing = execution.results, execution.timing
         end = self._clock.now_ns()
         self._stats.record_execution(sum(p.batch_size for p in batch), timing)
         for item, result in zip(batch, results, strict=True):
+            if item.expired:
+                continue  # answered at its deadline while the batch ran
             if isinstance(result, ModelportError):
                 self._stats.record_failure(end - item.enqueue_ns, "BACKEND")
             else:
@@ -240,6 +264,13 @@ class DynamicBatcher:
             elif not await deadline.wait(self._drained):
                 self._abandon_running()
                 stuck = True
+                for name in self._pool.abort_busy():
+                    log.error(
+                        "model '%s': instance %s did not return from its execution by the stop deadline; "
+                        "it cannot be stopped and is abandoned (its thread runs on until the process exits)",
+                        self._model,
+                        name,
+                    )
         await close_pool(self._pool, deadline, self._model, grace=not stuck)
 
     def _abandon_running(self) -> None:
@@ -250,7 +281,7 @@ class DynamicBatcher:
             len(batches),
         )
         for batch in batches:
-            for item in batch:
+            for item in (p for p in batch if not p.expired):
                 message = f"model '{self._model}' was unloaded before the request finished"
                 self._complete(item, ModelUnavailable(with_request_id(item.request.id, message)))
 
@@ -286,6 +317,13 @@ async def close_pool(
         log.warning("model '%s': an instance is still busy after the stop deadline; leaving it", model)
 
 
+def _held_deadline(item: PendingRequest) -> int | None:
+    """The deadline at which a running request is answered: its own timeout (REJECT policies), unless
+    it was answered already."""
+    held = item.own_timeout and not (item.expired or item.delay_on_timeout)
+    return item.deadline_ns if held else None
+
+
 def _resolve(future: asyncio.Future[Any], result: Any) -> None:
     if future.done():
         return
@@ -295,8 +333,10 @@ def _resolve(future: asyncio.Future[Any], result: Any) -> None:
         future.set_result(result)
 
 
-def _deadline_ns(policy: QueuePolicySpec, request: InferRequest, now: int) -> int | None:
-    """The queue deadline: the policy's default timeout, or the request's `timeout` (µs) if allowed.
+def _deadline_ns(policy: QueuePolicySpec, request: InferRequest, now: int) -> tuple[int | None, bool]:
+    """The deadline (the policy's default timeout, or the request's `timeout` in µs if allowed) and
+    whether it is the request's own (which also holds while its batch runs; the policy's is a
+    queue timeout).
 
     A request timeout is honoured when the policy allows overrides and it is shorter than the
     default timeout, or when the policy has no default timeout at all.
@@ -310,5 +350,5 @@ def _deadline_ns(policy: QueuePolicySpec, request: InferRequest, now: int) -> in
         and override > 0
         and (timeout_us == 0 or override < timeout_us)
     ):
-        timeout_us = override
-    return now + timeout_us * 1000 if timeout_us else None
+        return now + override * 1000, True
+    return (now + timeout_us * 1000 if timeout_us else None), False

@@ -102,6 +102,15 @@ class InstancePool:
         self._instances.clear()
         self._idle.clear()
 
+    def abort_busy(self) -> list[str]:
+        """Ask every instance that is running a batch to end it now; the names of those that cannot."""
+        idle = {id(instance) for instance in self._idle}
+        return [
+            worker.name
+            for key, worker in self._workers.items()
+            if key not in idle and not worker.instance.abort()
+        ]
+
     def _release(self, instance: ModelInstance) -> None:
         self._idle.append(instance)
         while self._waiters:
@@ -116,21 +125,21 @@ class _Worker:
 
     def __init__(self, model: str, instance: ModelInstance, name: str) -> None:
         self._model = model
-        self._instance = instance
-        self._name = name
+        self.instance = instance
+        self.name = name
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
     def submit(self, requests: Sequence[InferRequest], loop: asyncio.AbstractEventLoop, done: OnDone) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
+            self._thread = threading.Thread(target=self._serve, name=self.name, daemon=True)
             self._thread.start()
         self._jobs.put((requests, loop, done))
 
     def close(self) -> None:
         """Close the instance on its own thread after the batches already submitted."""
         if self._thread is None:
-            self._instance.close()
+            self.instance.close()
             return
         self._jobs.put(None)
         self._thread.join()
@@ -139,10 +148,10 @@ class _Worker:
         while True:
             job = self._jobs.get()
             if job is None:
-                self._instance.close()
+                self.instance.close()
                 return
             requests, loop, done = job
-            execution = _checked_execute(self._model, self._instance, requests, self._name)
+            execution = _checked_execute(self._model, self.instance, requests, self.name)
             with contextlib.suppress(RuntimeError):  # the loop closed while it ran: nobody waits
                 loop.call_soon_threadsafe(done, execution)
 

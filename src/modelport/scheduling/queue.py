@@ -30,6 +30,8 @@ class PendingRequest:
     sequence: int = 0
     result: Any = None  # outputs or an exception, kept until released in order
     done: bool = False
+    own_timeout: bool = False  # the deadline is the request's own `timeout`: it holds while running too
+    expired: bool = False  # answered at its deadline while its batch was running
 
 
 @dataclass(slots=True)

@@ -47,6 +47,9 @@ class EchoInstance:
     def close(self) -> None:
         pass
 
+    def abort(self) -> bool:
+        return False
+
 
 def spec_from_pbtxt(text: str, name: str = "echo", backend: str = "onnxruntime") -> ModelSpec:
     """A ModelSpec from config text, with Triton's defaults applied (no model file needed)."""

@@ -209,6 +209,32 @@ async def test_request_timeout_override_is_honoured_when_allowed() -> None:
     await batcher.stop()
 
 
+async def test_a_request_timeout_holds_while_its_batch_runs() -> None:
+    """Answered at its deadline even though its batch is on the instance; the late result is dropped."""
+    clock, gate = FakeClock(), threading.Event()
+    inst = EchoInstance(gate)
+    batcher, stats = make(
+        "dynamic_batching { default_queue_policy { allow_timeout_override: true } }", [inst], clock
+    )
+    timed = asyncio.create_task(batcher.submit(echo_request(request_id="timed", timeout=50_000)))
+    untimed = asyncio.create_task(batcher.submit(echo_request(request_id="untimed")))
+    await settle()
+    assert inst.running == 1  # the timed request's batch runs (the other waits for the instance)
+    clock.advance(49 * MS)
+    batcher.reevaluate()
+    await settle()
+    assert not timed.done()
+    clock.advance(1 * MS)
+    batcher.reevaluate()
+    with pytest.raises(ModelUnavailable, match=r"\[request id: timed\] Request timeout expired"):
+        await asyncio.wait_for(timed, 2)
+    assert inst.running == 1 and not untimed.done()
+    gate.set()
+    assert (await asyncio.wait_for(untimed, 5))["OUTPUT0"].shape == (1, 4)
+    assert stats.failures_by_reason["REJECTED"] == 1 and stats.success.count == 1
+    await batcher.stop()
+
+
 async def test_delay_action_keeps_the_expired_request_behind_others() -> None:
     clock, gate = FakeClock(), threading.Event()
     inst = EchoInstance(gate)

@@ -26,6 +26,9 @@ class _Exploding:
     def close(self) -> None:
         self.closed_on = threading.current_thread().name
 
+    def abort(self) -> bool:
+        return False
+
 
 async def test_a_raising_backend_fails_each_request_and_frees_the_instance() -> None:
     inst = _Exploding()

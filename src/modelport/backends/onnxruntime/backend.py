@@ -155,6 +155,9 @@ class OnnxRuntimeInstance:
     def close(self) -> None:
         del self._session
 
+    def abort(self) -> bool:
+        return False  # the execution runs on the instance's thread: it cannot be stopped from outside
+
     def _prepare(self, name: str, data: np.ndarray) -> np.ndarray:
         if name in self._string_inputs:
             return np.vectorize(_as_text, otypes=[object])(data) if data.size else data

@@ -77,3 +77,6 @@ class InThreadPythonInstance:
             self._runner.finalize()
         except Exception as exc:
             log.error("finalize of python model instance '%s' failed: %s", self._runner.instance_name, exc)
+
+    def abort(self) -> bool:
+        return False  # model code on the instance's thread cannot be stopped from outside

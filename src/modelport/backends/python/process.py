@@ -14,14 +14,10 @@ import contextlib
 import itertools
 import logging
 import multiprocessing
-import signal
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from typing import Any
 
 import numpy as np
@@ -29,57 +25,19 @@ import numpy as np
 from modelport.backends.base import ExecuteResult, Execution
 from modelport.backends.caller import InferenceCaller
 from modelport.backends.python import shm_tensors, stub
+from modelport.backends.python.child import ModelProcess, ProcessCrashed, describe_exit
 from modelport.backends.python.convert import sequence_flags, visible_parameters
 from modelport.backends.python.runner import failure
 from modelport.config.spec import ModelSpec
 from modelport.errors import InternalError, ModelportError, ModelUnavailable
 from modelport.observability.stats import ExecutionTiming
-from modelport.tensor.records import InferRequest, ResponseSink
+from modelport.tensor.records import InferRequest
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 300.0  # initialize() may load large weights
 FINALIZE_TIMEOUT_S = 30.0
 _CONTEXT = multiprocessing.get_context("spawn")  # never fork a process that runs threads and an event loop
-
-
-class ProcessCrashed(Exception):
-    """The model process ended while a request was running."""
-
-    def __init__(self, error: ModelportError) -> None:
-        super().__init__(error.message)
-        self.error = error
-
-
-def describe_exit(exitcode: int | None) -> str:
-    if exitcode is None:
-        return "exit status unknown"
-    if exitcode < 0:
-        try:
-            return f"killed by signal {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"killed by signal {-exitcode}"
-    return f"exit code {exitcode}"
-
-
-@dataclass(eq=False)
-class _Child:
-    """One incarnation of the model process and the state tied to it."""
-
-    process: BaseProcess
-    conn: Connection
-    started: Future[int] = field(default_factory=Future)
-    send_lock: threading.Lock = field(default_factory=threading.Lock)
-    pending: dict[int, Future[Any]] = field(default_factory=dict)
-    streams: dict[int, ResponseSink] = field(default_factory=dict)
-    state_lock: threading.Lock = field(default_factory=threading.Lock)  # guards dead, pending, streams
-    dead: bool = False
-    crash: ModelportError | None = None
-    reader: threading.Thread | None = None
-
-    def send(self, message: tuple[Any, ...]) -> None:
-        with self.send_lock:
-            self.conn.send(message)
 
 
 class ProcessPythonInstance:
@@ -106,14 +64,14 @@ class ProcessPythonInstance:
             raise
 
     # --- lifecycle -----------------------------------------------------------------------
-    def _start(self) -> _Child:
+    def _start(self) -> ModelProcess:
         parent_end, child_end = _CONTEXT.Pipe(duplex=True)
         process = _CONTEXT.Process(
             target=stub.main, args=(child_end, self._boot), name=f"modelport-{self._name}", daemon=False
         )
         process.start()
         child_end.close()
-        child = _Child(process, parent_end)
+        child = ModelProcess(process, parent_end)
         child.reader = threading.Thread(
             target=self._read, args=(child,), name=f"{self._name}-reader", daemon=True
         )
@@ -148,7 +106,16 @@ class ProcessPythonInstance:
         self._fail_streams(child, ModelUnavailable(f"model '{self._spec.name}' is unloading"))
         self._release_segments()
 
-    def _kill(self, child: _Child) -> None:
+    def abort(self) -> bool:
+        """Kill the model process: a stuck execution fails at once, and no restart follows."""
+        with self._lock:
+            self._closing = True
+            child = self._child
+        if child.process.is_alive():
+            child.process.kill()
+        return True
+
+    def _kill(self, child: ModelProcess) -> None:
         if child.process.is_alive():
             child.process.terminate()
             child.process.join(timeout=5)
@@ -196,7 +163,7 @@ class ProcessPythonInstance:
             self._grow_outputs(needed)
         return Execution(results, ExecutionTiming(sent - start, ran - sent, time.perf_counter_ns() - ran))
 
-    def _running_child(self) -> _Child:
+    def _running_child(self) -> ModelProcess:
         """The live model process; waits for a restart in progress, or starts one if the last one failed."""
         for attempt in range(2):
             with self._lock:
@@ -220,7 +187,7 @@ class ProcessPythonInstance:
         restart.start()
         return restart
 
-    def _write_batch(self, child: _Child, requests: Sequence[InferRequest]) -> stub.ExecuteBatch:
+    def _write_batch(self, child: ModelProcess, requests: Sequence[InferRequest]) -> stub.ExecuteBatch:
         arrays = [i.data for r in requests for i in r.inputs]
         needed = shm_tensors.segment_bytes(arrays)
         if needed > self._inputs.size:
@@ -266,7 +233,7 @@ class ProcessPythonInstance:
         shm_tensors.destroy(old)
 
     # --- messages from the model process (reader thread) --------------------------------
-    def _read(self, child: _Child) -> None:
+    def _read(self, child: ModelProcess) -> None:
         while True:
             try:
                 message = child.conn.recv()
@@ -278,7 +245,7 @@ class ProcessPythonInstance:
                 log.exception("python model instance '%s': bad message from the model process", self._name)
         self._on_exit(child)
 
-    def _dispatch(self, child: _Child, message: tuple[Any, ...]) -> None:
+    def _dispatch(self, child: ModelProcess, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == "result":
             future = child.pending.pop(message[1], None)
@@ -296,7 +263,7 @@ class ProcessPythonInstance:
         elif kind == "init_error":
             child.started.set_exception(InternalError(message[1]))
 
-    def _on_response(self, child: _Child, key: int, payload: Any, final: bool) -> None:
+    def _on_response(self, child: ModelProcess, key: int, payload: Any, final: bool) -> None:
         sink = child.streams.pop(key, None) if final else child.streams.get(key)
         if sink is None:
             return
@@ -307,7 +274,7 @@ class ProcessPythonInstance:
         else:
             sink.send(payload[1], None, final)
 
-    def _on_bls(self, child: _Child, call_id: int, request: InferRequest, decoupled: bool) -> None:
+    def _on_bls(self, child: ModelProcess, call_id: int, request: InferRequest, decoupled: bool) -> None:
         def reply(message: tuple[Any, ...]) -> None:
             with contextlib.suppress(OSError, ValueError):
                 child.send(message)
@@ -329,7 +296,7 @@ class ProcessPythonInstance:
         except ModelportError as exc:
             reply(("bls_result", call_id, stub.encode_error(exc)))
 
-    def _on_exit(self, child: _Child) -> None:
+    def _on_exit(self, child: ModelProcess) -> None:
         child.process.join(timeout=5)
         reason = describe_exit(child.process.exitcode)
         error = failure(
@@ -365,7 +332,7 @@ class ProcessPythonInstance:
         self._fail_streams(child, error)
 
     def _restart(self) -> None:
-        child: _Child | None = None
+        child: ModelProcess | None = None
         try:
             child = self._start()
         except ModelportError as exc:
@@ -381,7 +348,7 @@ class ProcessPythonInstance:
         elif child is not None:
             log.info("python model instance '%s' restarted", self._name)
 
-    def _fail_streams(self, child: _Child, error: ModelportError) -> None:
+    def _fail_streams(self, child: ModelProcess, error: ModelportError) -> None:
         with child.state_lock:
             streams, child.streams = child.streams, {}
         for sink in streams.values():

@@ -148,6 +148,9 @@ class TorchScriptInstance:
     def close(self) -> None:
         del self._module
 
+    def abort(self) -> bool:
+        return False  # the execution runs on the instance's thread: it cannot be stopped from outside
+
     def _tensor(self, array: np.ndarray) -> Any:
         if not array.flags.writeable or not array.flags.c_contiguous:
             array = np.array(array)  # torch.from_numpy shares memory and wants a writable, contiguous array
