@@ -179,7 +179,8 @@ def test_chart_packages(helm: Path, tmp_path: Path) -> None:
 
 def test_default_objects(render: Any) -> None:
     rendered = render("default")
-    assert rendered.kinds() == ["Deployment", "Pod", "PodDisruptionBudget", "Service", "ServiceAccount"]
+    kinds = ["Deployment", "Pod", "PodDisruptionBudget", "Secret", "Service", "ServiceAccount"]
+    assert rendered.kinds() == kinds  # the Secret holds the restricted APIs' key (test_deploy_chart_security)
     assert rendered.deployment()["spec"]["replicas"] == 1
     test_pod = rendered.one("Pod")
     assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
@@ -354,7 +355,7 @@ def test_explicit_mode_and_switches(render: Any) -> None:
     assert _flag(args, "--allow-metrics") == "false"
     assert "metrics" not in {p["name"] for p in rendered.server_container()["ports"]}
     assert "prometheus.io/scrape" not in str(rendered.deployment()["spec"]["template"]["metadata"])
-    assert rendered.kinds() == ["Deployment", "Service"]
+    assert rendered.kinds() == ["Deployment", "Secret", "Service"]
     assert rendered.pod_spec()["serviceAccountName"] == "default"
 
 

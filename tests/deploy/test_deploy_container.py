@@ -152,8 +152,9 @@ def test_helm_rendered_deployment_runs_under_podman_kube_play(image: str, helm: 
     for port in container["ports"]:
         port["hostIP"] = "127.0.0.1"
         port["hostPort"] = host_ports[port["name"]] = free_port()
-    manifest = tmp_path / "deployment.json"
-    manifest.write_text(json.dumps(deployment))
+    manifest = tmp_path / "deployment.yaml"
+    # The chart's Secret too: the restricted APIs' key reaches the container through it.
+    manifest.write_text(json.dumps(rendered.one("Secret")) + "\n---\n" + json.dumps(deployment))
     conf = tmp_path / "containers.conf"
     conf.write_text('[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n'
                     '[engine]\nruntime = "runc"\n')

@@ -74,3 +74,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- toYaml $resources }}
 {{- end }}
+
+{{/* The Secret holding the restricted APIs' key: the one given, or the chart's own. */}}
+{{- define "modelport.apiKeySecret" -}}
+{{- default (printf "%s-api-key" (include "modelport.fullname" .)) .Values.restrictedApis.existingSecret }}
+{{- end }}
