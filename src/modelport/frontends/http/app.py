@@ -146,7 +146,7 @@ class HttpApp:
 
     Inference requests skip the middleware stack (the endpoint answers its own errors); the same
     routes are also in Starlette's table, so any other method on an infer path gets Starlette's
-    usual 403 or 405. A request to a restricted API without its header is refused here (403) first.
+    usual 405. A request to a restricted API without its header is refused here first, with 403.
     While the startup models load only /v2/health/* answers: the port opens early so liveness
     probes pass during a long load, and other requests wait here for the load instead of seeing
     models half-loaded.
