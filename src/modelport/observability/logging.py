@@ -4,6 +4,8 @@ Every line logged while a request is being handled carries its request id: the c
 one generated the first time such a line is written (so requests that log nothing pay nothing).
 Triton's --log-info / --log-warning / --log-error switch their levels independently, and
 --log-verbose turns on DEBUG; `LogController` applies those and changes them at run time.
+The text formats escape control characters in messages and request ids, so client text cannot
+forge a log line (JSON lines are escaped by JSON itself).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import orjson
 
 from modelport.config.settings import ServerSettings
 from modelport.errors import InvalidInput
+from modelport.observability.redaction import escape_control
 
 LOGGER_NAME = "modelport"
 LOG_FORMATS = ("default", "ISO8601", "json")
@@ -84,10 +87,11 @@ class LevelSwitch(logging.Filter):
 
 
 def _message(record: logging.LogRecord, formatter: logging.Formatter) -> str:
-    text = record.getMessage()
+    # Client text (request ids, model and tensor names) must not start a line of its own here.
+    text = escape_control(record.getMessage())
     request_id = getattr(record, "request_id", None)
     if request_id is not None:
-        text = f"[request id: {request_id}] {text}"
+        text = f"[request id: {escape_control(request_id)}] {text}"
     if record.exc_info:
         text += "\n" + formatter.formatException(record.exc_info)
     return text
