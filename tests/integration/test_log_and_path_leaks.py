@@ -8,6 +8,7 @@ model whose version folder has no model file.
 
 from __future__ import annotations
 
+import re
 import textwrap
 import time
 from collections.abc import Iterator
@@ -15,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
 
 from support.models import small_models, write_broken_onnx
 from support.server import ServerProcess, running_server
@@ -108,3 +111,62 @@ def test_a_newline_in_the_request_id_cannot_forge_a_log_line(leak_server: tuple[
     assert not [line for line in log.splitlines() if line.startswith("E0101 ")]
     assert "\x1b" not in log
 
+
+# --- absolute paths ---------------------------------------------------------------------------
+def test_a_missing_model_file_is_named_relative_to_the_repository(
+    leak_server: tuple[ServerProcess, Path],
+) -> None:
+    server, repo = leak_server
+    reason = _reasons(server)["missing_file"]
+    assert "unable to find 'missing_file/1/model.onnx'" in reason
+    _assert_no_server_path(reason, repo)
+    assert str(repo / "missing_file" / "1" / "model.onnx") in server.log()
+
+
+def test_onnxruntime_load_errors_name_files_relative_to_the_repository(
+    leak_server: tuple[ServerProcess, Path],
+) -> None:
+    server, repo = leak_server
+    reason = _reasons(server)["broken_onnx"]
+    assert "failed to load ONNX model 'broken_onnx/1/model.onnx'" in reason
+    _assert_no_server_path(reason, repo)
+    assert str(repo / "broken_onnx" / "1" / "model.onnx") in server.log()
+
+
+@pytest.mark.parametrize("model", ["py_init_fails", "py_init_fails_process"])
+def test_a_failed_initialize_shows_repository_relative_frames(
+    model: str, leak_server: tuple[ServerProcess, Path]
+) -> None:
+    server, repo = leak_server
+    reason = _reasons(server)[model]
+    assert f"RuntimeError: weights missing beside {model}/1/model.py" in reason
+    assert re.search(rf"At:\n  {model}/1/model\.py\(\d+\): initialize", reason), reason
+    _assert_no_server_path(reason, repo)
+    log = server.log()
+    assert f'File "{repo / model / "1" / "model.py"}"' in log  # the full traceback stays in the log
+
+
+@pytest.mark.parametrize("model", ["py_raises", "py_raises_process"])
+def test_an_exception_in_execute_answers_repository_relative_paths(
+    model: str, leak_server: tuple[ServerProcess, Path]
+) -> None:
+    server, repo = leak_server
+    messages = []
+    with httpclient.InferenceServerClient(server.url) as http:
+        tensor = httpclient.InferInput("INPUT0", [1], "INT32")
+        tensor.set_data_from_numpy(np.array([1], np.int32))
+        with pytest.raises(InferenceServerException) as raised:
+            http.infer(model, [tensor])
+        messages.append(raised.value.message())
+    with grpcclient.InferenceServerClient(server.grpc_url) as grpc:
+        gtensor = grpcclient.InferInput("INPUT0", [1], "INT32")
+        gtensor.set_data_from_numpy(np.array([1], np.int32))
+        with pytest.raises(InferenceServerException) as raised:
+            grpc.infer(model, [gtensor])
+        messages.append(raised.value.message())
+    for message in messages:
+        assert f"ValueError: cannot read {model}/1/model.py" in message
+        assert re.search(rf"At:\n  {model}/1/model\.py\(\d+\): execute", message), message
+        _assert_no_server_path(message, repo)
+    full = f'File "{repo / model / "1" / "model.py"}", line 6, in execute'
+    assert full in _wait_for_log(server, full)

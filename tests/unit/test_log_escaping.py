@@ -58,4 +58,3 @@ def test_json_lines_carry_the_client_text_unchanged_and_escaped_by_json() -> Non
     assert "\n" not in line
     doc = json.loads(line)
     assert doc["message"] == "model 'm\nx'" and doc["request_id"] == "id\n2"
-

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from pathlib import Path
 
 from modelport.backends.base import InstancePlacement, ModelInstance
@@ -18,6 +19,7 @@ from modelport.config.ensemble import composing_problems, inherited_labels
 from modelport.config.settings import ServerSettings
 from modelport.config.spec import ModelSpec
 from modelport.errors import InternalError, InvalidInput, ModelNotFound, ModelportError, ModelUnavailable
+from modelport.observability.redaction import model_repository_of, repository_path
 from modelport.observability.stats import ModelStats
 from modelport.repository.configure import ConfiguredModel
 from modelport.repository.records import ModelTable
@@ -26,6 +28,8 @@ from modelport.repository.warmup import build_samples, run_warmup
 from modelport.scheduling.dynamic_batcher import DynamicBatcher
 from modelport.scheduling.ensemble import EnsembleCore, EnsembleScheduler
 from modelport.scheduling.instances import InstancePool
+
+log = logging.getLogger(__name__)
 
 
 class ServedModelBuilder:
@@ -60,7 +64,9 @@ class ServedModelBuilder:
     async def _create_pool(self, spec: ModelSpec, version: int, version_dir: Path) -> InstancePool:
         model_path = version_dir / spec.default_model_filename
         if not model_path.exists():
-            raise ModelUnavailable(f"unable to find '{model_path}' for model '{spec.name}' version {version}")
+            log.error("model '%s' version %d: no model file at %s", spec.name, version, model_path)
+            shown = repository_path(model_path, model_repository_of(model_path))
+            raise ModelUnavailable(f"unable to find '{shown}' for model '{spec.name}' version {version}")
         backend = self._backends.get(spec.backend)
         results = await asyncio.gather(
             *(asyncio.to_thread(backend.create_instance, spec, model_path, p) for p in placements(spec)),

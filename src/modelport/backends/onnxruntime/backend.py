@@ -18,6 +18,7 @@ from modelport.backends.devices import visible_gpu_count
 from modelport.config.settings import ServerSettings
 from modelport.config.spec import ModelSpec
 from modelport.errors import InternalError, InvalidInput, ModelportError
+from modelport.observability.redaction import model_repository_of, repository_path, scrub_paths
 from modelport.observability.stats import ExecutionTiming
 from modelport.protocol import ModelConfigProto, model_config_pb2
 from modelport.tensor.records import InferRequest
@@ -174,7 +175,10 @@ def _open_session(
     try:
         return ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
     except Exception as exc:  # onnxruntime's own exception types
-        raise InternalError(f"failed to load ONNX model '{model_path}': {exc}") from None
+        log.error("failed to load ONNX model '%s': %s", model_path, exc)
+        repository = model_repository_of(model_path)
+        shown, detail = repository_path(model_path, repository), scrub_paths(str(exc), repository)
+        raise InternalError(f"failed to load ONNX model '{shown}': {detail}") from None
 
 
 def _first_dim_dynamic(shape: Sequence[Any]) -> bool:

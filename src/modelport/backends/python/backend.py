@@ -34,6 +34,7 @@ from modelport.config.model_config import to_json_dict
 from modelport.config.settings import ServerSettings
 from modelport.config.spec import ModelSpec
 from modelport.errors import InternalError, InvalidInput
+from modelport.observability.redaction import model_repository_of, repository_path
 from modelport.protocol import ModelConfigProto
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ def _auto_complete_here(model_path: Path, module_name: str, config_json: str) ->
         try:
             result = hook(pb_utils.ModelConfig(config_json))
         except BaseException as exc:
-            raise InternalError(describe_exception(exc)) from None
+            raise InternalError(describe_exception(exc, model_path)) from None
         if not isinstance(result, pb_utils.ModelConfig):
             raise InvalidInput("auto_complete_config must return the pb_utils.ModelConfig it was given")
         return result.as_dict()
@@ -172,18 +173,18 @@ def _auto_complete_in_child(model_path: Path, module_name: str, config_json: str
     )
     process.start()
     child_end.close()
+    shown = repository_path(model_path, model_repository_of(model_path))
     try:
         if not parent_end.poll(_AUTO_COMPLETE_TIMEOUT_S):
             raise InternalError(
-                f"auto_complete_config of '{model_path}' did not finish in {_AUTO_COMPLETE_TIMEOUT_S}s"
+                f"auto_complete_config of '{shown}' did not finish in {_AUTO_COMPLETE_TIMEOUT_S}s"
             )
         try:
             status, value = parent_end.recv()
         except EOFError:
             process.join(timeout=5)
             raise InternalError(
-                f"the process running auto_complete_config of '{model_path}' exited (exit code "
-                f"{process.exitcode})"
+                f"the process running auto_complete_config of '{shown}' exited (exit code {process.exitcode})"
             ) from None
     finally:
         parent_end.close()

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import importlib.util
 import inspect
+import logging
 import sys
 import threading
 import traceback
@@ -26,6 +27,9 @@ import numpy as np
 
 import triton_python_backend_utils as pb_utils
 from modelport.errors import ErrorCode, InternalError, ModelportError
+from modelport.observability.redaction import model_repository_of, repository_path, scrub_paths
+
+log = logging.getLogger(__name__)
 
 # One request's result: its outputs by name, or its error.
 Result = dict[str, np.ndarray] | ModelportError
@@ -67,13 +71,26 @@ def failure(instance_name: str, detail: str) -> InternalError:
     )
 
 
-def describe_exception(exc: BaseException, tb: TracebackType | None = None) -> str:
-    """`Type: message` and the model's frames, innermost first, the way Triton's stub prints them."""
-    text = f"{type(exc).__name__}: {exc}"
-    frames = traceback.extract_tb(tb if tb is not None else exc.__traceback__)
+def describe_exception(exc: BaseException, model_file: Path, tb: TracebackType | None = None) -> str:
+    """`Type: message` and the model's frames, innermost first, the way Triton's stub prints them.
+
+    This is what the client sees: files are named relative to the model repository. The full
+    traceback, absolute paths included, goes to the server log.
+    """
+    tb = tb if tb is not None else exc.__traceback__
+    repository = model_repository_of(model_file)
+    log.error(
+        "python model '%s' raised %s",
+        repository_path(model_file, repository),
+        type(exc).__name__,
+        exc_info=(type(exc), exc, tb),
+    )
+    text = scrub_paths(f"{type(exc).__name__}: {exc}", repository)
+    frames = traceback.extract_tb(tb)
     model_frames = [f for f in frames if not f.filename.startswith(_OWN_DIR)][-_MAX_FRAMES:]
     if model_frames:
-        lines = "".join(f"  {f.filename}({f.lineno}): {f.name}\n" for f in reversed(model_frames))
+        shown = [(repository_path(f.filename, repository), f.lineno, f.name) for f in reversed(model_frames)]
+        lines = "".join(f"  {file}({line}): {name}\n" for file, line, name in shown)
         text += f"\n\nAt:\n{lines}"
     return text
 
@@ -134,24 +151,28 @@ def load_model_module(model_file: Path, module_name: str) -> ModuleType:
             sys.path.append(folder)
     spec = importlib.util.spec_from_file_location(module_name, model_file)
     if spec is None or spec.loader is None:
-        raise InternalError(f"unable to import '{model_file}'")
+        raise InternalError(f"unable to import '{_shown(model_file)}'")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
     except BaseException as exc:
         sys.modules.pop(module_name, None)
-        raise InternalError(describe_exception(exc)) from None
+        raise InternalError(describe_exception(exc, model_file)) from None
     return module
 
 
 def model_class(module: ModuleType, model_file: Path) -> type:
     cls = getattr(module, "TritonPythonModel", None)
     if not isinstance(cls, type):
-        raise InternalError(f"'{model_file}' does not define a class named TritonPythonModel")
+        raise InternalError(f"'{_shown(model_file)}' does not define a class named TritonPythonModel")
     if not callable(getattr(cls, "execute", None)):
-        raise InternalError(f"TritonPythonModel in '{model_file}' has no execute method")
+        raise InternalError(f"TritonPythonModel in '{_shown(model_file)}' has no execute method")
     return cls
+
+
+def _shown(model_file: Path) -> str:
+    return repository_path(model_file, model_repository_of(model_file))
 
 
 class ModelRunner:
@@ -166,6 +187,7 @@ class ModelRunner:
         decoupled: bool,
         runtime: Any,
     ) -> None:
+        self._model_file = model_file
         self._module_name = module_name
         self._args = args
         self._decoupled = decoupled
@@ -186,7 +208,7 @@ class ModelRunner:
         try:
             self._complete(self._call(initialize, dict(self._args)))
         except BaseException as exc:
-            raise InternalError(describe_exception(exc)) from None
+            raise InternalError(describe_exception(exc, self._model_file)) from None
 
     def finalize(self) -> None:
         try:
@@ -207,7 +229,7 @@ class ModelRunner:
         try:
             returned = self._complete(self._call(self._model.execute, list(requests)))
         except BaseException as exc:
-            error = failure(self.instance_name, describe_exception(exc))
+            error = failure(self.instance_name, describe_exception(exc, self._model_file))
             return [error] * len(requests)
         return self._results(returned, len(requests))
 
@@ -225,7 +247,7 @@ class ModelRunner:
         try:
             returned = self._call(self._model.execute, list(requests))
         except BaseException as exc:
-            fail_open(failure(self.instance_name, describe_exception(exc)))
+            fail_open(failure(self.instance_name, describe_exception(exc, self._model_file)))
             return [{} for _ in requests]
         if returned is not None:
             fail_open(self._decoupled_return_error())
@@ -236,7 +258,7 @@ class ModelRunner:
     ) -> None:
         exc = future.exception()
         if exc is not None:
-            fail_open(failure(self.instance_name, describe_exception(exc)))
+            fail_open(failure(self.instance_name, describe_exception(exc, self._model_file)))
         elif future.result() is not None:
             fail_open(self._decoupled_return_error())
 

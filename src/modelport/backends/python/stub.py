@@ -206,7 +206,7 @@ class ModelWorker:
             self._link.send(("init_error", exc.message))
             _exit(0)
         except BaseException as exc:
-            self._link.send(("init_error", describe_exception(exc)))
+            self._link.send(("init_error", describe_exception(exc, Path(self._boot.model_file))))
             _exit(0)
         self._link.send(("ready", os.getpid()))
         while True:
@@ -216,7 +216,7 @@ class ModelWorker:
                     self._execute(message[1], message[2])
                 except BaseException as exc:  # never leave the server waiting for a result
                     name = self._boot.args["model_instance_name"]
-                    error = encode_error(failure(name, describe_exception(exc)))
+                    error = encode_error(failure(name, describe_exception(exc, Path(self._boot.model_file))))
                     self._link.send(("result", message[1], [error] * len(message[2].requests), 0))
             elif message[0] == "finalize":
                 self._finalize()
@@ -273,8 +273,8 @@ class ModelWorker:
         try:
             if self._runner is not None:
                 self._runner.finalize()
-        except BaseException as exc:
-            logging.getLogger("modelport.python_model").error("finalize failed: %s", describe_exception(exc))
+        except BaseException:
+            logging.getLogger("modelport.python_model").exception("finalize failed")
         self._link.send(("finalized",))
         _exit(0)
 
@@ -333,7 +333,7 @@ def auto_complete_main(conn: Connection, model_file: str, module_name: str, conf
     except ModelportError as exc:
         conn.send(("error", exc.message))
     except BaseException as exc:
-        conn.send(("error", describe_exception(exc)))
+        conn.send(("error", describe_exception(exc, Path(model_file))))
     finally:
         conn.close()
 
