@@ -85,7 +85,7 @@ def test_load_of_unknown_model_matches_http(
     with pytest.raises(InferenceServerException) as h_info:
         hc.load_model("no_such_model")
     assert g_info.value.message() == h_info.value.message()
-    assert g_info.value.status() == "StatusCode.INTERNAL" and h_info.value.status() == "500"
+    assert g_info.value.status() == "StatusCode.INVALID_ARGUMENT" and h_info.value.status() == "400"
 
 
 def test_unexpected_load_parameter(explicit_server: ServerProcess) -> None:

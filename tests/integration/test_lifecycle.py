@@ -123,7 +123,7 @@ def test_explicit_load_and_unload_over_http(
     assert "has no available versions" in str(info.value)
     with pytest.raises(InferenceServerException) as info:
         client.load_model("nosuch")
-    assert info.value.status() == "500"
+    assert info.value.status() == "400"  # Triton answers 500; the mistake is the client's
     assert "failed to load 'nosuch', failed to poll from model repository" in info.value.message()
     request = urllib.request.Request(
         server.base_url + "/v2/repository/index", data=b'{"ready": true}', method="POST"

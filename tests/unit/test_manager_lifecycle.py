@@ -19,7 +19,7 @@ from modelport.clock import Deadline
 from modelport.config.settings import ServerSettings
 from modelport.config.spec import ModelSpec
 from modelport.core.server import InferenceServer
-from modelport.errors import InternalError, InvalidInput, ModelNotFound, ModelportError, ModelUnavailable
+from modelport.errors import InvalidInput, ModelNotFound, ModelportError, ModelUnavailable
 from modelport.frontends.http.app import create_http_app
 from modelport.repository.lifecycle import ModelState
 from modelport.tensor.records import InferInput, InferRequest
@@ -166,7 +166,7 @@ async def test_explicit_mode_load_unload_and_readiness(tmp_path: Path) -> None:
         await infer_value(server, "b")
     with pytest.raises(ModelNotFound, match="version 1 is not found"):
         await infer_value(server, "b", "1")
-    with pytest.raises(InternalError, match="failed to load 'nosuch', failed to poll from model repository"):
+    with pytest.raises(InvalidInput, match="failed to load 'nosuch', failed to poll from model repository"):
         await server.load_model("nosuch")
     assert "nosuch" not in {e.name for e in server.repository_index()}
     await server.unload_model("never-heard-of")  # unloading what is not loaded succeeds
@@ -315,9 +315,9 @@ async def test_files_need_a_config_and_bad_json_is_refused(tmp_path: Path) -> No
     write_model(tmp_path, "m", {1: "1"})
     server, _ = make_server(tmp_path, "explicit", load_models=("m",))
     await server.start()
-    with pytest.raises(InternalError, match="failed to poll from model repository"):
+    with pytest.raises(InvalidInput, match="failed to poll from model repository"):
         await server.load_model("m", None, {"file:1/model.adder": b"9"})
-    with pytest.raises(InternalError, match="failed to poll from model repository"):
+    with pytest.raises(InvalidInput, match="failed to poll from model repository"):
         await server.load_model("m", "{not json")
     await server.stop()
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from modelport.backends.registry import BackendRegistry
 from modelport.clock import Deadline
 from modelport.config.settings import ServerSettings
-from modelport.errors import InternalError, InvalidInput, ModelportError, ModelUnavailable
+from modelport.errors import InvalidInput, ModelportError, ModelUnavailable
 from modelport.protocol import ModelConfigProto
 from modelport.repository import ensemble_graph, overrides
 from modelport.repository.builder import ServedModelBuilder
@@ -47,9 +47,12 @@ class _Loaded:
     error: str = ""
 
 
-def poll_failed(name: str) -> InternalError:
-    """Triton's answer to a load it cannot even begin (no such folder, a bad override)."""
-    return InternalError(f"failed to load '{name}', failed to poll from model repository")
+def poll_failed(name: str) -> InvalidInput:
+    """The answer to a load that cannot even begin (no such folder, a bad name or override).
+
+    Triton's text; Triton answers it with 500, modelport with 400: each cause is the client's.
+    """
+    return InvalidInput(f"failed to load '{name}', failed to poll from model repository")
 
 
 class ModelRepositoryManager:
@@ -138,13 +141,17 @@ class ModelRepositoryManager:
         on_disk = folder if folder is not None else await asyncio.to_thread(self._find_folder, name)
         if on_disk is None and not files:
             raise poll_failed(name)
-        record = self.models.add(ModelRecord(on_disk or ModelFolder(name, Path(), {})))
         workdir: Path | None = None
         source = on_disk
-        if files:
-            copy, source = await asyncio.to_thread(overrides.materialize, name, on_disk, files)
-            record.workdirs.add(copy)
-            workdir = copy
+        if files:  # written before the model is known, so a refused override leaves no trace
+            try:
+                workdir, source = await asyncio.to_thread(overrides.materialize, name, on_disk, files)
+            except OSError as exc:  # e.g. a name or path the file system refuses
+                reason = f"its files cannot be written: {exc.strerror}"
+                raise InvalidInput(f"failed to load '{name}': {reason}") from None
+        record = self.models.add(ModelRecord(on_disk or ModelFolder(name, Path(), {})))
+        if workdir is not None:
+            record.workdirs.add(workdir)
         assert source is not None
         record.requested = True
         try:
@@ -243,7 +250,10 @@ class ModelRepositoryManager:
         """The model's folder as it is on disk now (None if absent or not unique)."""
         if name.startswith("."):
             return None
-        found = [root / name for root in self._settings.model_repositories if (root / name).is_dir()]
+        try:
+            found = [root / name for root in self._settings.model_repositories if (root / name).is_dir()]
+        except OSError:  # a name the file system refuses (too long, say) names no folder
+            return None
         if len(found) != 1:
             if len(found) > 1:
                 log.error("model '%s' is not unique across all model repositories", name)
