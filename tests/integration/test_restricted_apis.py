@@ -9,6 +9,7 @@ categories left open keep answering without any header.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import subprocess
 import sys
@@ -169,6 +170,19 @@ def test_every_repository_route_is_restricted(restricted: ServerProcess) -> None
         assert raw.post("/v2/repository/index", headers=ADMIN).status_code == 200
         assert raw.get("/v2/models/add_sub/traffic", headers=ADMIN).status_code == 200
         assert raw.get("/v2/logging").status_code == 200  # logging is not restricted here
+
+
+def test_the_traffic_command_sends_the_key(restricted: ServerProcess) -> None:
+    (name, value), = ADMIN.items()
+    command = [sys.executable, "-m", "modelport", "traffic", "add_sub", "--url", restricted.url]
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "HTTP 403" in refused.stderr
+    env = {**os.environ, "ADMIN_KEY": value}
+    shown = subprocess.run(
+        [*command, "--header", f"{name}=@ADMIN_KEY"], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "ready versions: 1" in shown.stdout and value not in shown.stdout + shown.stderr
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import urllib.error
 import urllib.parse
@@ -37,11 +38,21 @@ def add_traffic_parser(commands: Any) -> None:
         "--clear", action="store_true", help="remove every API setting (the config's parameters apply again)"
     )
     traffic.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the server")
+    traffic.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="send this header (repeatable), e.g. the key of a restricted model-repository API; "
+        "NAME=@ENV takes the value from the environment variable ENV",
+    )
 
 
 def run_traffic(args: argparse.Namespace) -> int:
     try:
         body = _request_body(args)
+        headers = _headers(args.header)
     except InvalidInput as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
@@ -50,6 +61,8 @@ def run_traffic(args: argparse.Namespace) -> int:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method="GET" if data is None else "POST")
     request.add_header("Content-Type", "application/json")
+    for name, value in headers.items():
+        request.add_header(name, value)
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(request, timeout=args.timeout) as response:
@@ -77,6 +90,21 @@ def _request_body(args: argparse.Namespace) -> dict[str, Any] | None:
     if args.unpin:
         body["pin"] = None
     return body or None
+
+
+def _headers(items: list[str]) -> dict[str, str]:
+    """NAME=VALUE pairs; a value '@ENV' is read from the environment (so no key is in the shell history)."""
+    headers: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise InvalidInput(f"--header expects NAME=VALUE, got '{item}'")
+        if value.startswith("@"):
+            if value[1:] not in os.environ:
+                raise InvalidInput(f"--header {name}: the environment variable {value[1:]} is not set")
+            value = os.environ[value[1:]]
+        headers[name.strip()] = value
+    return headers
 
 
 def _error_text(raw: bytes) -> str:
