@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -187,12 +188,7 @@ def _from_json(data: Any, dtype: datatype.DataType, shape: tuple[int, ...], name
             array = np.empty(len(items), dtype=object)
             array[:] = [as_bytes(v) for v in items]
         else:
-            array = np.asarray(flat, dtype=dtype.dtype).reshape(-1)
-            if dtype.name != "BOOL" and array.size and _has_bools(flat):
-                raise ValueError("booleans given for a numeric tensor")
-            if array.dtype.kind == "f" and np.isnan(array).any():
-                # JSON has no NaN literal, so a NaN here came from a null
-                raise ValueError("null is not a number")
+            array = _json_numbers(flat, dtype)
     except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidInput(f"Unable to parse 'data' of input '{name}' as {dtype.name}: {exc}") from None
     if array.size != math.prod(shape):
@@ -208,11 +204,45 @@ def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _has_bools(flat: list[Any]) -> bool:
-    first = flat[0]
-    while isinstance(first, list) and first:
-        first = first[0]
-    return isinstance(first, bool)
+def _json_numbers(data: list[Any], dtype: datatype.DataType) -> np.ndarray:
+    """The numbers of a (possibly nested) JSON array as a flat array of `dtype`.
+
+    As in Triton, each value must be of its datatype's JSON kind: true/false for BOOL, integers for
+    the integer types, any number for FP32/FP64; strings, nulls and the wrong kind are refused.
+    """
+    leaves, kinds = _leaves(data)
+    allowed, reason = _JSON_KINDS[dtype.name]
+    if not kinds <= allowed:
+        raise ValueError(reason)
+    return np.asarray(leaves, dtype=dtype.dtype)
+
+
+# Per datatype: the Python types of its JSON values, and Triton's reason for refusing any other value.
+_Kinds = tuple[set[type], str]
+_BOOLEAN: _Kinds = ({bool}, "attempt to access JSON non-boolean as boolean")
+_SIGNED: _Kinds = ({int}, "attempt to access JSON non-signed-integer as signed-integer")
+_UNSIGNED: _Kinds = ({int}, "attempt to access JSON non-unsigned-integer as unsigned-integer")
+_NUMBER: _Kinds = ({int, float}, "attempt to access JSON non-number as double")
+_JSON_KINDS: dict[str, _Kinds] = {
+    "BOOL": _BOOLEAN,
+    **dict.fromkeys(("INT8", "INT16", "INT32", "INT64"), _SIGNED),
+    **dict.fromkeys(("UINT8", "UINT16", "UINT32", "UINT64"), _UNSIGNED),
+    "FP32": _NUMBER,
+    "FP64": _NUMBER,
+}
+
+
+def _leaves(data: list[Any]) -> tuple[list[Any], set[type]]:
+    """The scalars of a JSON array nested to any (even uneven) depth, in row-major order, and their types."""
+    level = data
+    while True:
+        kinds = set(map(type, level))
+        if list not in kinds:
+            return level, kinds
+        if len(kinds) == 1:
+            level = list(itertools.chain.from_iterable(level))
+        else:  # scalars beside arrays: take one level off the arrays only
+            level = list(itertools.chain.from_iterable(v if isinstance(v, list) else (v,) for v in level))
 
 
 def _flatten(items: list[Any]) -> list[Any]:
