@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from support.models import identity_model_name, write_identity
@@ -70,3 +71,23 @@ def test_nested_and_unevenly_nested_numbers_are_read_in_row_major_order(raw: htt
         response = _infer(raw, "FP32", _body("FP32", data, shape=[1, 4]))
         assert response.status_code == 200, response.text
         assert response.json()["outputs"][0]["data"] == [1.5, 2.0, 3.0, 4.25]
+
+
+# --- JSON values: the datatype's range --------------------------------------------------------
+@pytest.mark.parametrize(
+    ("datatype", "value"), [("FP32", 1e308), ("FP32", -1e39), ("INT8", 300), ("UINT8", -1)]
+)
+def test_values_out_of_the_datatypes_range_are_refused(
+    raw: httpx.Client, datatype: str, value: float
+) -> None:
+    response = _infer(raw, datatype, _body(datatype, [value, 1]))
+    assert response.status_code == 400, response.text
+    assert response.json()["error"].startswith(f"Unable to parse 'data' of input 'INPUT0' as {datatype}: ")
+
+
+def test_the_largest_fp32_comes_back_as_a_json_number(raw: httpx.Client) -> None:
+    biggest = float(np.finfo(np.float32).max)
+    response = _infer(raw, "FP32", _body("FP32", [biggest, -biggest]))
+    assert response.status_code == 200, response.text
+    data = json.loads(response.content, parse_constant=pytest.fail)["outputs"][0]["data"]  # no Infinity
+    assert np.array(data, np.float32).tolist() == [biggest, -biggest]

@@ -77,3 +77,26 @@ def test_nesting_may_be_uneven_as_in_triton() -> None:
 
 def test_empty_data_for_a_zero_element_shape() -> None:
     assert _decode("FP32", [[], []], [2, 0]).shape == (2, 0)
+
+
+@pytest.mark.parametrize(
+    ("datatype", "data"),
+    [
+        ("FP32", [1e308]),
+        ("FP32", [1.0, -3.5e38]),
+        ("FP32", [2**200]),
+        ("INT8", [300]),
+        ("UINT8", [-1]),
+        ("INT64", [2**63]),
+    ],
+)
+def test_a_value_out_of_the_datatypes_range_is_refused(datatype: str, data: list[Any]) -> None:
+    assert _refused(datatype, data, [len(data)]).startswith(
+        f"Unable to parse 'data' of input 'I' as {datatype}: "
+    )
+
+
+def test_the_edges_of_the_range_are_read() -> None:
+    biggest = float(np.finfo(np.float32).max)
+    assert _decode("FP32", [biggest, -biggest, 1e-50], [3]).tolist() == [biggest, -biggest, 0.0]
+    assert _decode("FP64", [1e308, -1e308], [2]).tolist() == [1e308, -1e308]

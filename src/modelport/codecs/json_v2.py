@@ -208,13 +208,19 @@ def _json_numbers(data: list[Any], dtype: datatype.DataType) -> np.ndarray:
     """The numbers of a (possibly nested) JSON array as a flat array of `dtype`.
 
     As in Triton, each value must be of its datatype's JSON kind: true/false for BOOL, integers for
-    the integer types, any number for FP32/FP64; strings, nulls and the wrong kind are refused.
+    the integer types, any number for FP32/FP64; strings, nulls and the wrong kind are refused. A
+    value the datatype cannot hold (300 as INT8, 1e308 as FP32) is refused too, not wrapped or
+    made infinite.
     """
     leaves, kinds = _leaves(data)
     allowed, reason = _JSON_KINDS[dtype.name]
     if not kinds <= allowed:
         raise ValueError(reason)
-    return np.asarray(leaves, dtype=dtype.dtype)
+    with np.errstate(over="ignore"):
+        array = np.asarray(leaves, dtype=dtype.dtype)
+    if array.dtype.kind == "f" and not np.isfinite(array).all():  # JSON numbers are finite
+        raise ValueError(f"a value is out of the range of {dtype.name}")
+    return array
 
 
 # Per datatype: the Python types of its JSON values, and Triton's reason for refusing any other value.
