@@ -3,13 +3,16 @@ datatype's JSON kind and within its range, and a compressed body must be complet
 
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+import tritonclient.http as httpclient
 
 from support.models import identity_model_name, write_identity
 from support.server import ServerProcess, running_server
@@ -91,3 +94,33 @@ def test_the_largest_fp32_comes_back_as_a_json_number(raw: httpx.Client) -> None
     assert response.status_code == 200, response.text
     data = json.loads(response.content, parse_constant=pytest.fail)["outputs"][0]["data"]  # no Infinity
     assert np.array(data, np.float32).tolist() == [biggest, -biggest]
+
+
+# --- compressed bodies ------------------------------------------------------------------------
+COMPRESSORS = {"gzip": gzip.compress, "deflate": zlib.compress}
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_a_compressed_body_must_be_whole(raw: httpx.Client, encoding: str) -> None:
+    body = COMPRESSORS[encoding](json.dumps(_body("FP32", [1.0, 2.0])).encode())
+    whole = _infer(raw, "FP32", body, **{"Content-Encoding": encoding})
+    assert whole.status_code == 200, whole.text
+    # Without its checksum the stream still inflates to the whole document: it must not be taken.
+    cut = _infer(raw, "FP32", body[:-4], **{"Content-Encoding": encoding})
+    assert cut.status_code == 400, cut.text
+    assert (
+        cut.json()["error"]
+        == f"failed to decompress the {encoding} request body: the compressed data is truncated"
+    )
+
+
+def test_tritonclient_compressed_requests_still_work(strict_server: ServerProcess) -> None:
+    data = np.array([[1.0, 2.0, 3.0]], np.float32)
+    tensor = httpclient.InferInput("INPUT0", [1, 3], "FP32")
+    tensor.set_data_from_numpy(data, binary_data=True)
+    with httpclient.InferenceServerClient(strict_server.url) as client:
+        for algorithm in ("gzip", "deflate"):
+            result = client.infer(
+                identity_model_name("FP32"), [tensor], request_compression_algorithm=algorithm
+            )
+            np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), data)

@@ -82,13 +82,18 @@ def _too_large(size: int, limit: int) -> str:
 
 
 def decompress(body: bytes | bytearray, encoding: str | None, limit: int) -> bytes | bytearray:
-    """Inflate a gzip or deflate (zlib or raw) body; other encodings are refused with 501."""
+    """Inflate a gzip or deflate (zlib or raw) body; other encodings are refused with 501.
+
+    The compressed stream must end where the body ends: a truncated body is INVALID_ARG, not the
+    part of the request that happened to arrive.
+    """
     name = (encoding or "identity").strip().lower()
     if name in ("", "identity"):
         return body
     if name not in ("gzip", "deflate"):
         raise Unsupported("Unsupported compression type")
     # wbits 47 auto-detects zlib or gzip framing; raw deflate is the fallback.
+    truncated = False
     for wbits in (47, -15):
         inflater = zlib.decompressobj(wbits)
         try:
@@ -97,8 +102,11 @@ def decompress(body: bytes | bytearray, encoding: str | None, limit: int) -> byt
             continue
         if len(data) > limit:
             raise BodyTooLarge(f"decompressed request body exceeds the limit of {limit} bytes")
-        return data
-    raise InvalidInput(f"failed to decompress the {name} request body")
+        if inflater.eof:
+            return data
+        truncated = True
+    reason = ": the compressed data is truncated" if truncated else ""
+    raise InvalidInput(f"failed to decompress the {name} request body{reason}")
 
 
 def choose_encoding(accept: str | None) -> str | None:
