@@ -2,13 +2,21 @@
 
 Regions are opened with shm_open and mapped once at registration; inputs are read as views of the
 mapping and outputs are written into it. CUDA regions are refused: this server has no CUDA IPC.
+
+As in Triton, unregistering a region a request will write outputs to waits for the request: the
+region stays registered (listed, usable, its name taken) until its last use ends, then goes. Input
+views need no wait: the mapping outlives the unregister for as long as arrays view it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import mmap
 import os
+import threading
+import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from modelport.errors import (
@@ -25,6 +33,8 @@ try:  # the module multiprocessing.shared_memory is built on; absent on Windows
     import _posixshmem
 except ImportError:  # pragma: no cover - POSIX only
     _posixshmem = None
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,13 +55,27 @@ class _Region:
     status: RegionStatus
     mapping: mmap.mmap
     view: memoryview = field(repr=False)  # exactly [offset, offset + byte_size) of the shm object
+    uses: int = 0  # requests that will write outputs to it
+    unregistered: bool = False  # unregister was asked while in use: it goes when `uses` drops to 0
 
     def close(self) -> None:
-        # Arrays still viewing the region (a request in flight) keep the mapping alive: it is
-        # unmapped when the last of them goes away, like Triton's deferred unregister.
-        self.view.release()
+        # Arrays still viewing the region (a request reading its inputs) keep the mapping alive:
+        # it is unmapped when the last of them goes away.
         with contextlib.suppress(BufferError):
+            self.view.release()
             self.mapping.close()
+
+
+class RegionUse:
+    """Regions a request uses until `release()` (or until this object is collected, whichever is first)."""
+
+    __slots__ = ("__weakref__", "_release")
+
+    def __init__(self, registry: SharedMemoryRegistry, regions: list[_Region]) -> None:
+        self._release = weakref.finalize(self, registry._release, regions)
+
+    def release(self) -> None:
+        self._release()
 
 
 class SharedMemoryRegistry:
@@ -59,13 +83,16 @@ class SharedMemoryRegistry:
 
     def __init__(self) -> None:
         self._regions: dict[str, _Region] = {}
+        # A use may end on any thread (a dropped request is collected where it is dropped); RLock:
+        # that can happen while this thread holds the lock.
+        self._lock = threading.RLock()
 
     # --- system regions ------------------------------------------------------------------
     def register_system(self, name: str, key: str, offset: int, byte_size: int) -> None:
         """Open `key` and map `[offset, offset + byte_size)` of it under `name`."""
         if not name:
             raise InvalidInput("failed to register shared memory region: a region name is required")
-        if name in self._regions:
+        if name in self._regions:  # also while an unregister waits for its requests, as in Triton
             raise AlreadyExists(f"shared memory region '{name}' already in manager")
         if _posixshmem is None:  # pragma: no cover - POSIX only
             raise Unsupported("Shared memory feature is currently not supported on this platform")
@@ -92,20 +119,35 @@ class SharedMemoryRegistry:
         finally:
             os.close(fd)
         view = memoryview(mapping)[offset - start :]
-        self._regions[name] = _Region(RegionStatus(name, key, offset, byte_size), mapping, view)
+        region = _Region(RegionStatus(name, key, offset, byte_size), mapping, view)
+        with self._lock:
+            if name in self._regions:
+                region.close()
+                raise AlreadyExists(f"shared memory region '{name}' already in manager")
+            self._regions[name] = region
 
     def unregister_system(self, name: str = "") -> None:
-        """Drop one region, or every region when `name` is empty; unknown names are fine."""
-        names = [name] if name else list(self._regions)
-        for region_name in names:
-            region = self._regions.pop(region_name, None)
-            if region is not None:
-                region.close()
+        """Drop one region, or every region when `name` is empty; unknown names are fine.
+
+        A region in use is dropped when its last request ends.
+        """
+        with self._lock:
+            for region_name in [name] if name else list(self._regions):
+                region = self._regions.get(region_name)
+                if region is None:
+                    continue
+                if region.uses:
+                    region.unregistered = True
+                    log.debug("shared memory region '%s' goes when its requests end", region_name)
+                else:
+                    del self._regions[region_name]
+                    region.close()
 
     def system_status(self, name: str = "") -> list[RegionStatus]:
         """Every region, or the one called `name` (NOT_FOUND when unknown)."""
         if not name:
-            return [r.status for r in self._regions.values()]
+            with self._lock:  # a request ending on another thread may drop a region meanwhile
+                return [r.status for r in self._regions.values()]
         region = self._regions.get(name)
         if region is None:
             raise ModelportError(f"Unable to find system shared memory region: '{name}'", ErrorCode.NOT_FOUND)
@@ -140,9 +182,30 @@ class SharedMemoryRegistry:
         """A read-only view of the `ref.byte_size` bytes an input points at (bounds-checked)."""
         return self._slice(ref).toreadonly()
 
-    def check(self, ref: SharedMemoryRef) -> None:
-        """Bounds-check a reference before inference, so a bad output region fails the request early."""
-        self._slice(ref).release()
+    def use(self, refs: Iterable[SharedMemoryRef]) -> RegionUse:
+        """Bounds-check references (outputs, before inference); their regions are in use until released."""
+        regions: list[_Region] = []
+        try:
+            with self._lock:
+                for ref in refs:
+                    self._slice(ref).release()
+                    region = self._regions[ref.region]
+                    region.uses += 1
+                    regions.append(region)
+        except BaseException:
+            self._release(regions)
+            raise
+        return RegionUse(self, regions)
+
+    def _release(self, regions: list[_Region]) -> None:
+        with self._lock:
+            for region in regions:
+                region.uses -= 1
+                if region.uses == 0 and region.unregistered:
+                    name = region.status.name
+                    if self._regions.get(name) is region:
+                        del self._regions[name]
+                    region.close()
 
     def write(self, ref: SharedMemoryRef, data: bytes | memoryview, tensor: str) -> None:
         """Copy an output's bytes to where `ref` points; INVALID_ARG when they do not fit."""
