@@ -154,6 +154,8 @@ class _Worker:
             execution = _checked_execute(self._model, self.instance, requests, self.name)
             with contextlib.suppress(RuntimeError):  # the loop closed while it ran: nobody waits
                 loop.call_soon_threadsafe(done, execution)
+            # An idle thread must not keep its last batch (request bodies, outputs) alive.
+            del job, requests, execution, done
 
 
 def _checked_execute(
