@@ -194,7 +194,8 @@ class TestConfigureModel:
         (model_dir / "config.pbtxt").write_text("max_batch_size: [")
         with pytest.raises(InvalidInput) as info:
             self._configure(model_dir)
-        assert str(model_dir / "config.pbtxt") in info.value.message
+        assert "'add_sub/config.pbtxt'" in info.value.message  # named as in the repository
+        assert str(tmp_path) not in info.value.message  # never the server's own path
 
     def test_labels_are_read(self, tmp_path: Path) -> None:
         configured = self._configure(write_classifier(tmp_path))

@@ -33,7 +33,7 @@ def configure_model(
 
     KIND_AUTO instance groups take the GPUs the model's backend can use here, else the CPU.
     """
-    source = str(folder.config_path)
+    source = _shown(folder, folder.config_path)  # what error answers call the file
     config = _read_config(folder, settings, override)
     if not config.name:
         config.name = folder.name
@@ -63,7 +63,7 @@ def _read_config(
         return config
     if folder.config_path.is_file():
         text = folder.config_path.read_text(encoding="utf-8")
-        return model_config.parse_pbtxt(text, str(folder.config_path))
+        return model_config.parse_pbtxt(text, _shown(folder, folder.config_path))
     if not settings.auto_complete_config:
         raise InvalidInput(
             f"model '{folder.name}' has no {folder.config_path.name} and auto-complete is disabled "
@@ -87,8 +87,17 @@ def _read_labels(model_dir: Path, spec: ModelSpec) -> dict[str, list[str]]:
             continue
         path = model_dir / output.label_filename
         if not path.is_file():
+            shown = f"{model_dir.name}/{output.label_filename}"
             raise InvalidInput(
-                f"label file '{path}' of output '{output.name}' of model '{spec.name}' is missing"
+                f"label file '{shown}' of output '{output.name}' of model '{spec.name}' is missing"
             )
         labels[output.name] = path.read_text(encoding="utf-8").splitlines()
     return labels
+
+
+def _shown(folder: ModelFolder, path: Path) -> str:
+    """`path` relative to the model repository (`<model>/config.pbtxt`): clients never see server paths."""
+    try:
+        return f"{folder.name}/{path.relative_to(folder.path).as_posix()}"
+    except ValueError:
+        return path.name

@@ -28,6 +28,7 @@ from modelport.backends.batching import gather_inputs, split_outputs
 from modelport.config.settings import ServerSettings
 from modelport.config.spec import ModelSpec
 from modelport.errors import InternalError, InvalidInput, ModelportError, ModelUnavailable
+from modelport.observability.redaction import model_repository_of, repository_path, scrub_paths
 from modelport.observability.stats import ExecutionTiming
 from modelport.protocol import ModelConfigProto
 from modelport.tensor.records import InferRequest
@@ -83,7 +84,10 @@ class PyTorchBackend:
         try:
             module = torch.jit.load(str(model_path), map_location=device)
         except Exception as exc:  # torch raises RuntimeError / its own pybind types
-            raise InternalError(f"failed to load TorchScript model '{model_path}': {exc}") from None
+            log.error("failed to load TorchScript model '%s': %s", model_path, exc)
+            repository = model_repository_of(model_path)
+            shown, detail = repository_path(model_path, repository), scrub_paths(str(exc), repository)
+            raise InternalError(f"failed to load TorchScript model '{shown}': {detail}") from None
         module.eval()
         return TorchScriptInstance(spec, module, torch, device)
 
