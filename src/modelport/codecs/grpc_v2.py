@@ -22,6 +22,7 @@ from modelport.tensor import datatype
 from modelport.tensor.buffers import array_from_buffer
 from modelport.tensor.bytes_codec import as_bytes, encode_bytes
 from modelport.tensor.records import InferInput, InferRequest, InferResponse, RequestedOutput
+from modelport.tensor.shape import checked_shape
 
 ModelInferRequest = service_pb2.ModelInferRequest
 ModelInferResponse = service_pb2.ModelInferResponse
@@ -112,7 +113,7 @@ def _decode_inputs(msg: Any, shm: SharedMemoryRegistry | None) -> list[InferInpu
     for tensor in msg.inputs:
         name = tensor.name
         dtype = datatype.from_name(tensor.datatype)
-        shape = _shape(tensor.shape, name)
+        shape = checked_shape(tensor.shape, dtype, name)
         params = tensor_parameters(tensor.parameters)
         ref = parse_shared_memory_params(params, name)
         has_contents = tensor.HasField("contents")
@@ -149,13 +150,6 @@ def _decode_inputs(msg: Any, shm: SharedMemoryRegistry | None) -> list[InferInpu
     return inputs
 
 
-def _shape(dims: Any, name: str) -> tuple[int, ...]:
-    shape = tuple(dims)
-    if any(d < 0 for d in shape):
-        raise InvalidInput(f"All input dimensions should be specified for input '{name}', got {list(shape)}")
-    return shape
-
-
 def _from_contents(
     contents: Any, dtype: datatype.DataType, shape: tuple[int, ...], name: str, model: str
 ) -> np.ndarray:
@@ -165,30 +159,28 @@ def _from_contents(
             f"unexpected explicit tensor data for input tensor '{name}' for model '{model}', "
             f"binary data was already supplied."
         )
+    field = given[0] if given else None
+    if field is not None and dtype.name not in _CONTENT_FIELDS[field][1]:
+        raise InvalidInput(
+            f"unexpected explicit tensor data for input tensor '{name}' for model '{model}' of type "
+            f"'{_CONTENT_FIELDS[field][0]}', expected datatype '{dtype.name}'"
+        )
+    values: Any = getattr(contents, field) if field is not None else ()
     count = math.prod(shape)
-    if not given:
-        array = np.empty(0, dtype=dtype.dtype if dtype.dtype is not None else np.uint8)
-    else:
-        field = given[0]
-        wire, carries = _CONTENT_FIELDS[field]
-        if dtype.name not in carries:
-            raise InvalidInput(
-                f"unexpected explicit tensor data for input tensor '{name}' for model '{model}' of type "
-                f"'{wire}', expected datatype '{dtype.name}'"
-            )
-        values = getattr(contents, field)
-        if dtype.is_bytes:
-            array = np.empty(len(values), dtype=object)
-            array[:] = list(values)
-        else:
-            natural = datatype.from_name(wire).dtype
-            # INT8/INT16/UINT8/UINT16 travel widened to 32 bits; narrowing keeps the low bytes (as Triton).
-            array = np.fromiter(values, dtype=natural, count=len(values)).astype(dtype.dtype, copy=False)
-    if array.size != count:
+    if len(values) != count:  # checked before any element is converted
         raise InvalidInput(
             f"unexpected number of elements in the contents of input '{name}' for model '{model}'. "
-            f"Expected {count} for shape {list(shape)}, got {array.size}"
+            f"Expected {count} for shape {list(shape)}, got {len(values)}"
         )
+    if field is None:
+        array = np.empty(0, dtype=dtype.dtype if dtype.dtype is not None else np.uint8)
+    elif dtype.is_bytes:
+        array = np.empty(len(values), dtype=object)
+        array[:] = list(values)
+    else:
+        natural = datatype.from_name(_CONTENT_FIELDS[field][0]).dtype
+        # INT8/INT16/UINT8/UINT16 travel widened to 32 bits; narrowing keeps the low bytes (as Triton).
+        array = np.fromiter(values, dtype=natural, count=len(values)).astype(dtype.dtype, copy=False)
     return array.reshape(shape)
 
 

@@ -18,9 +18,12 @@ from modelport.tensor import datatype
 from modelport.tensor.buffers import array_from_buffer
 from modelport.tensor.bytes_codec import as_bytes, encode_bytes
 from modelport.tensor.records import InferInput, InferRequest, InferResponse, RequestedOutput
+from modelport.tensor.shape import checked_shape
 
 _DATA_SOURCES = ("data", "binary_data_size", "shared_memory_region")
 _RESERVED_PREFIX = "triton_"
+# Triton's limit on nested arrays in a tensor's JSON `data`.
+_MAX_JSON_DEPTH = 100
 
 
 def parse_json_object(data: bytes | bytearray | memoryview) -> dict[str, Any]:
@@ -138,7 +141,7 @@ def _decode_input(item: Any, reader: BinaryReader, shm: SharedMemoryRegistry | N
     if not name:
         raise InvalidInput("input is missing 'name'")
     dtype = datatype.from_name(_string(item.get("datatype"), f"datatype' of input '{name}"))
-    shape = _shape(item.get("shape"), name)
+    shape = _shape(item.get("shape"), dtype, name)
     params = item.get("parameters") or {}
     if not isinstance(params, dict):
         raise InvalidInput(f"'parameters' of input '{name}' must be a JSON object")
@@ -167,12 +170,10 @@ def _decode_input(item: Any, reader: BinaryReader, shm: SharedMemoryRegistry | N
     return InferInput(name=name, datatype=dtype.name, shape=shape, data=data, parameters=extra)
 
 
-def _shape(value: Any, name: str) -> tuple[int, ...]:
+def _shape(value: Any, dtype: datatype.DataType, name: str) -> tuple[int, ...]:
     if not isinstance(value, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in value):
         raise InvalidInput(f"'shape' of input '{name}' must be an array of integers")
-    if any(d < 0 for d in value):
-        raise InvalidInput(f"All input dimensions should be specified for input '{name}', got {value}")
-    return tuple(value)
+    return checked_shape(value, dtype, name)
 
 
 def _from_json(data: Any, dtype: datatype.DataType, shape: tuple[int, ...], name: str) -> np.ndarray:
@@ -184,7 +185,7 @@ def _from_json(data: Any, dtype: datatype.DataType, shape: tuple[int, ...], name
     flat = data if isinstance(data, list) else [data]
     try:
         if dtype.is_bytes:
-            items = _flatten(flat)
+            items = _flatten(flat, math.prod(shape), shape, name)
             array = np.empty(len(items), dtype=object)
             array[:] = [as_bytes(v) for v in items]
         else:
@@ -192,11 +193,15 @@ def _from_json(data: Any, dtype: datatype.DataType, shape: tuple[int, ...], name
     except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidInput(f"Unable to parse 'data' of input '{name}' as {dtype.name}: {exc}") from None
     if array.size != math.prod(shape):
-        raise InvalidInput(
-            f"Unable to parse 'data': Shape does not match true shape of 'data' field for input '{name}': "
-            f"shape {list(shape)} needs {math.prod(shape)} elements, got {array.size}"
-        )
+        raise _count_mismatch(name, shape, str(array.size))
     return array.reshape(shape)
+
+
+def _count_mismatch(name: str, shape: tuple[int, ...], got: str) -> InvalidInput:
+    return InvalidInput(
+        f"Unable to parse 'data': Shape does not match true shape of 'data' field for input '{name}': "
+        f"shape {list(shape)} needs {math.prod(shape)} elements, got {got}"
+    )
 
 
 def _is_count(value: Any) -> bool:
@@ -251,14 +256,29 @@ def _leaves(data: list[Any]) -> tuple[list[Any], set[type]]:
             level = list(itertools.chain.from_iterable(v if isinstance(v, list) else (v,) for v in level))
 
 
-def _flatten(items: list[Any]) -> list[Any]:
-    out: list[Any] = []
-    for item in items:
-        if isinstance(item, list):
-            out.extend(_flatten(item))
+def _flatten(items: list[Any], limit: int, shape: tuple[int, ...], name: str) -> list[Any]:
+    """The leaves of nested JSON arrays in order, refused past `limit` leaves or 100 levels of arrays.
+
+    Iterative, so a deeply nested document is an INVALID_ARG, not a RecursionError.
+    """
+    leaves: list[Any] = []
+    open_arrays = [iter(items)]
+    while open_arrays:
+        for item in open_arrays[-1]:
+            if isinstance(item, list):
+                if len(open_arrays) >= _MAX_JSON_DEPTH:
+                    raise InvalidInput(
+                        f"JSON nesting depth exceeds maximum allowed limit ({_MAX_JSON_DEPTH}) in 'data' "
+                        f"of input '{name}'"
+                    )
+                open_arrays.append(iter(item))
+                break
+            if len(leaves) == limit:
+                raise _count_mismatch(name, shape, f"more than {limit}")
+            leaves.append(item)
         else:
-            out.append(item)
-    return out
+            open_arrays.pop()
+    return leaves
 
 
 def _decode_output(item: Any, shm: SharedMemoryRegistry | None) -> RequestedOutput:

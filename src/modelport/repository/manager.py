@@ -118,7 +118,8 @@ class ModelRepositoryManager:
         unchanged, loaded model is a no-op. New versions serve as soon as they are READY, and
         versions the policy no longer selects are retired afterwards, only if every load worked.
         """
-        if (files and config is None) or not overrides.is_plain_name(name):
+        overrides.check_model_name(name)
+        if files and config is None:
             raise poll_failed(name)
         lock = self._lock(name)
         try:

@@ -48,6 +48,15 @@ def is_plain_name(name: str) -> bool:
     return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\x00")
 
 
+def check_model_name(name: str) -> None:
+    """INVALID_ARG unless `name` can name a model: one folder name, never a path."""
+    if not is_plain_name(name):
+        raise InvalidInput(
+            f"failed to load '{name}': a model name must be one folder name: not empty, '.' or '..', "
+            f"and without '/', '\\' or NUL"
+        )
+
+
 def materialize(
     model: str, source: ModelFolder | None, files: Mapping[str, bytes]
 ) -> tuple[Path, ModelFolder]:

@@ -10,9 +10,10 @@ import grpc
 
 from modelport.config.settings import ServerSettings
 from modelport.core.server import InferenceServer
+from modelport.frontends.grpc.method_handlers import add_inference_service
 from modelport.frontends.grpc.servicer import InferenceServicer
 from modelport.frontends.restrictions import GRPC_CATEGORIES, HeaderCheck, header_checks
-from modelport.protocol import service_pb2, service_pb2_grpc
+from modelport.protocol import service_pb2
 
 
 def channel_options(settings: ServerSettings) -> list[tuple[str, Any]]:
@@ -145,7 +146,7 @@ class GrpcServer:
         server = grpc.aio.server(
             options=channel_options(settings), interceptors=interceptors(self._server, settings)
         )
-        service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self._server), server)
+        add_inference_service(InferenceServicer(self._server), server)
         address = listen_address(settings.grpc_address, settings.grpc_port)
         try:
             if credentials is None:
