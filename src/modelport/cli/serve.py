@@ -20,6 +20,7 @@ from modelport.config.settings import ServerSettings
 from modelport.core.server import InferenceServer
 from modelport.frontends.grpc import GrpcServer
 from modelport.frontends.http.app import create_http_app
+from modelport.frontends.http.protocol import BoundedHeadProtocol
 from modelport.observability.logging import LogController
 from modelport.observability.metrics import MetricsApp, MetricsOptions, create_metrics_registry
 from modelport.repository.poller import RepositoryPoller
@@ -210,7 +211,7 @@ def _start_http(server: InferenceServer, settings: ServerSettings) -> _HttpServe
 def _uvicorn(app: Any, host: str, port: int, **options: Any) -> _HttpServer:
     """An ASGI server on the running loop (the runner owns the loop and the signals)."""
     config = uvicorn.Config(
-        app, host=host, port=port, loop="none", http="httptools", lifespan="off",
+        app, host=host, port=port, loop="none", http=BoundedHeadProtocol, lifespan="off",
         access_log=False, log_level="warning", **options,
     )  # fmt: skip
     return _HttpServer(config)

@@ -24,7 +24,8 @@ def array_from_buffer(
     """
     count = math.prod(shape)
     if dtype.is_bytes:
-        return decode_bytes(chunk, count).reshape(shape)
+        where = f"inference input '{input_name}' for model '{model_name}'"
+        return decode_bytes(chunk, count, where).reshape(shape)
     if dtype.dtype is None:
         raise InvalidInput(f"datatype {dtype.name} of input '{input_name}' is not supported by this server")
     expected = count * dtype.itemsize
