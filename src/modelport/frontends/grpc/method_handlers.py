@@ -1,8 +1,14 @@
 """Registers GRPCInferenceService with its generated method handlers wrapped, once, at start.
 
-A request that is not a valid protobuf message of its RPC's type failed inside grpc's own
-deserialisation, answered UNKNOWN "Unexpected DecodeError". The deserializer here turns it into
-a value the handler answers with INVALID_ARGUMENT.
+Two things grpc.aio does not do for us:
+* A request that is not a valid protobuf message of its RPC's type failed inside grpc's own
+  deserialisation, answered UNKNOWN "Unexpected DecodeError". The deserializer here turns it into
+  a value the handler answers with INVALID_ARGUMENT.
+* A call that ends with `context.abort()` leaves the AbortError in grpc's per-call state. Its
+  traceback and context (the error that caused it) hold the handlers' frames, and through them
+  the request and its tensors (100 MiB for a large rejected request), in a reference cycle with
+  the servicer context: nothing was freed until the garbage collector ran, and the last call's
+  state was kept until the next call. The AbortError is cut loose from those frames here.
 """
 
 from __future__ import annotations
@@ -45,13 +51,26 @@ def tolerant(deserializer: _Deserializer | None) -> _Deserializer | None:
     return deserialize
 
 
+def released(error: grpc.aio.AbortError) -> grpc.aio.AbortError:
+    """`error` without the traceback and context that hold the aborted handler's frames."""
+    error.__context__ = None
+    error.__cause__ = None
+    error.__traceback__ = None
+    return error
+
+
 def wrap_unary(
     behavior: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]],
 ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
     async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
         if isinstance(request, Malformed):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
-        return await behavior(request, context)
+        try:
+            return await behavior(request, context)
+        except grpc.aio.AbortError as exc:
+            aborted = exc
+        del request, context  # this frame ends up in the new traceback: it must not hold them
+        raise released(aborted)
 
     return handle
 
