@@ -165,11 +165,6 @@ class TestMalformedProtobuf:
         assert info.value.details().startswith(NOT_PROTOBUF), info.value.details()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the onnxruntime backend (backends/onnxruntime, not the codecs) must answer a string it "
-    "cannot hand to onnxruntime as INVALID_ARG; it answers INTERNAL 'onnx runtime error'",
-)
 def test_invalid_utf8_for_an_onnx_string_input(raw: httpx.Client) -> None:
     blob = b"\x02\x00\x00\x00\xff\xfe"
     doc = {

@@ -10,7 +10,7 @@ from onnx import TensorProto, helper
 from modelport.backends.base import InstancePlacement
 from modelport.backends.batching import gather_inputs, split_outputs
 from modelport.backends.onnxruntime.backend import OnnxRuntimeBackend
-from modelport.errors import ErrorCode, InternalError
+from modelport.errors import ErrorCode, InternalError, ModelportError
 from modelport.tensor.records import InferInput, InferRequest
 from modelport.testing.fakes import spec_from_pbtxt
 from support.models import finish, write_onnx
@@ -97,5 +97,39 @@ def test_onnxruntime_batch_with_an_output_that_is_not_batch_major_fails_internal
         [alone] = instance.execute([_request(2)]).results
         assert isinstance(alone, dict)
         np.testing.assert_array_equal(alone["OUTPUT0"], [[4.0, 6.0, 8.0, 10.0]])
+    finally:
+        instance.close()
+
+
+def test_a_string_that_is_not_utf8_fails_only_its_own_request(tmp_path: Path) -> None:
+    """onnxruntime takes text: the request with bad bytes gets INVALID_ARG, the rest of the batch runs."""
+    spec = spec_from_pbtxt(
+        """
+max_batch_size: 8
+input [{ name: "INPUT0" data_type: TYPE_STRING dims: [ 1 ] }]
+output [{ name: "OUTPUT0" data_type: TYPE_STRING dims: [ 1 ] }]
+""",
+        name="text",
+    )
+    model_file = tmp_path / "text.onnx"
+    write_onnx(model_file, finish(helper.make_graph(
+        [helper.make_node("Identity", ["INPUT0"], ["OUTPUT0"])], "text",
+        [helper.make_tensor_value_info("INPUT0", TensorProto.STRING, ["N", 1])],
+        [helper.make_tensor_value_info("OUTPUT0", TensorProto.STRING, ["N", 1])],
+    )))  # fmt: skip
+    instance = OnnxRuntimeBackend().create_instance(
+        spec, model_file, InstancePlacement(spec.instance_groups[0], 0, None, 1)
+    )
+
+    def text(value: bytes) -> InferRequest:
+        data = np.array([[value]], dtype=object)
+        return InferRequest(model_name="text", inputs=[InferInput("INPUT0", "BYTES", (1, 1), data)])
+
+    try:
+        good, bad, other = instance.execute([text(b"ok"), text(b"\xff\xfe"), text("é".encode())]).results
+        assert isinstance(bad, ModelportError) and bad.code is ErrorCode.INVALID_ARG
+        assert "input 'INPUT0' of model 'text'" in bad.message and "UTF-8" in bad.message
+        assert isinstance(good, dict) and good["OUTPUT0"].tolist() == [["ok"]]
+        assert isinstance(other, dict) and other["OUTPUT0"].tolist() == [["é"]]
     finally:
         instance.close()

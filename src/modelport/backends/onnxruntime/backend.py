@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from modelport.backends.base import Execution, InstancePlacement
+from modelport.backends.base import ExecuteResult, Execution, InstancePlacement
 from modelport.backends.batching import gather_inputs, split_outputs
 from modelport.backends.devices import visible_gpu_count
 from modelport.config.settings import ServerSettings
@@ -137,6 +137,10 @@ class OnnxRuntimeInstance:
         self._string_inputs = {i.name for i in session.get_inputs() if i.type == "tensor(string)"}
 
     def execute(self, requests: Sequence[InferRequest]) -> Execution:
+        if self._string_inputs:
+            refused = {i: e for i, r in enumerate(requests) if (e := self._not_text(r)) is not None}
+            if refused:
+                return self._execute_without(requests, refused)
         start = time.perf_counter_ns()
         try:
             feeds = {name: self._prepare(name, data) for name, data in gather_inputs(requests).items()}
@@ -164,9 +168,34 @@ class OnnxRuntimeInstance:
             return np.vectorize(_as_text, otypes=[object])(data) if data.size else data
         return data
 
+    def _not_text(self, request: InferRequest) -> InvalidInput | None:
+        """Why a request's data for a string input cannot reach onnxruntime (which takes UTF-8 text)."""
+        for tensor in request.inputs:
+            if tensor.name in self._string_inputs:
+                for value in tensor.data.flat:
+                    if isinstance(value, bytes):
+                        try:
+                            value.decode("utf-8")
+                        except UnicodeDecodeError as exc:
+                            return InvalidInput(
+                                f"input '{tensor.name}' of model '{self._model}' is a string tensor and "
+                                f"needs UTF-8 text: byte {exc.start} of an element is not valid UTF-8"
+                            )
+        return None
+
+    def _execute_without(
+        self, requests: Sequence[InferRequest], refused: dict[int, InvalidInput]
+    ) -> Execution:
+        """The refused requests get their errors; the others run as one batch."""
+        kept = [r for i, r in enumerate(requests) if i not in refused]
+        ran = self.execute(kept) if kept else Execution([], ExecutionTiming())
+        answers = iter(ran.results)
+        results: ExecuteResult = [refused[i] if i in refused else next(answers) for i in range(len(requests))]
+        return Execution(results, ran.timing)
+
 
 def _as_text(value: object) -> object:
-    return value.decode("utf-8", errors="surrogateescape") if isinstance(value, bytes) else value
+    return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
 def _open_session(
