@@ -153,6 +153,20 @@ class TestBytesBoundedByShape:
         assert "unexpected shape for input 'INPUT0' for model 'string_identity'" in response.json()["error"]
         assert max(latencies) < FULL_SIZE_BOUND_S
 
+    def test_millions_of_elements_of_mixed_lengths_are_decoded_off_the_loop(
+        self, server: ServerProcess, tmp_path: Path
+    ) -> None:
+        # Lengths 0 and 1 alternate, so numpy's one-length split does not apply: each element is
+        # walked, seconds of work that ran on the event loop (health waited ~3.5 s); now a worker
+        # thread decodes while the loop answers.
+        pair = (0).to_bytes(4, "little") + (1).to_bytes(4, "little") + b"x"
+        count = (BIG // len(pair)) * 2
+        body, headers = bytes_request([1, count], pair * (count // 2))
+        (response, took), latencies = health_during(server, tmp_path, lambda: post(server, body, headers))
+        report(f"60 MiB, shape [1,{count}] of mixed-length elements", latencies, took)
+        assert response.status_code == 400, response.text
+        assert max(latencies) < FULL_SIZE_BOUND_S
+
     def test_grpc_raw_contents_beyond_the_shape(self, server: ServerProcess, tmp_path: Path) -> None:
         msg = pb.ModelInferRequest(model_name="string_identity", raw_input_contents=[bytes(BIG)])
         msg.inputs.add(name="INPUT0", datatype="BYTES", shape=[1, 1])

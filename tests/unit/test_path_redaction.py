@@ -71,3 +71,15 @@ def test_module_errors_name_the_file_relative_to_the_repository(tmp_path: Path) 
     with pytest.raises(InternalError) as raised:
         model_class(module, model_file)
     assert raised.value.message == "'pym/1/model.py' does not define a class named TritonPythonModel"
+
+
+def test_unexpected_errors_show_no_absolute_paths() -> None:
+    from modelport.frontends.grpc.errors import internal_message
+    from modelport.frontends.http.errors import internal_error_parts
+    from modelport.observability.redaction import hide_paths
+
+    error = OSError(2, "No such file or directory: '/srv/models/m/1/model.onnx' (via /tmp/x/y.so)")
+    assert hide_paths("at /a/b/c.py and ./rel/x and /top") == "at c.py and ./rel/x and /top"
+    assert "/srv" not in internal_message(error) and "model.onnx" in internal_message(error)
+    status, _, body = internal_error_parts(error)
+    assert status == 500 and b"/srv" not in body and b"/tmp" not in body and b"y.so" in body

@@ -59,3 +59,11 @@ def _forms(repository: Path) -> list[Path]:
     """The repository as given and as resolved (a symlinked folder shows up either way in messages)."""
     given = Path(os.path.abspath(repository))
     return sorted({given, given.resolve()}, key=lambda root: len(str(root)), reverse=True)
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[^\s'\"/:,;()\[\]]+/)+([^\s'\"/:,;()\[\]]+)")
+
+
+def hide_paths(text: str) -> str:
+    """`text` (an unexpected error's message) with each absolute path cut to its last part."""
+    return _ABSOLUTE_PATH.sub(r"\1", text)

@@ -11,6 +11,7 @@ import grpc
 
 from modelport.errors import ErrorCode, ModelportError
 from modelport.frontends.status import STATUS, grpc_status_name
+from modelport.observability.redaction import hide_paths
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ def grpc_code(code: ErrorCode) -> grpc.StatusCode:
 
 
 def internal_message(exc: BaseException) -> str:
-    return f"internal server error: {type(exc).__name__}: {exc}"
+    return f"internal server error: {type(exc).__name__}: {hide_paths(str(exc))}"
 
 
 def unary_errors(handler: _Handler) -> _Handler:

@@ -17,8 +17,12 @@ from modelport.frontends.grpc.errors import grpc_code, internal_message, unary_e
 from modelport.observability.tracing import traceparent_from_metadata
 from modelport.protocol import service_pb2 as pb
 from modelport.protocol import service_pb2_grpc
+from modelport.tensor.records import InferRequest
 
 log = logging.getLogger(__name__)
+
+# Messages whose raw tensor contents reach this size are decoded off the event loop.
+OFF_LOOP_BYTES = 1 << 20
 
 # Requests of one stream that may be in flight at once; reading pauses (and the client is
 # flow-controlled) beyond this.
@@ -200,7 +204,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
     # --- inference -----------------------------------------------------------------------
     @unary_errors
     async def ModelInfer(self, request: Any, context: Any) -> Any:
-        infer_request = grpc_v2.decode_request(request, self._server.shared_memory)
+        infer_request = await self._decode(request)
         traceparent = (
             traceparent_from_metadata(context.invocation_metadata()) if self._server.tracing.active else None
         )
@@ -248,10 +252,17 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
             for task in list(pending):
                 task.cancel()
 
+    async def _decode(self, msg: Any) -> InferRequest:
+        """A large message is decoded on a worker thread, so other calls keep being answered meanwhile."""
+        shm = self._server.shared_memory
+        if sum(len(contents) for contents in msg.raw_input_contents) >= OFF_LOOP_BYTES:
+            return await asyncio.to_thread(grpc_v2.decode_request, msg, shm)
+        return grpc_v2.decode_request(msg, shm)
+
     async def _stream_one(self, msg: Any) -> AsyncIterator[tuple[Any, grpc.StatusCode | None]]:
         """The answers to one stream request: one, or 0..n for a decoupled model."""
         try:
-            request = grpc_v2.decode_request(msg, self._server.shared_memory)
+            request = await self._decode(msg)
             empty_final = (
                 msg.parameters[grpc_v2.EMPTY_FINAL_RESPONSE].bool_param
                 if grpc_v2.EMPTY_FINAL_RESPONSE in msg.parameters

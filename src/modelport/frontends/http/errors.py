@@ -7,6 +7,7 @@ import orjson
 from modelport.errors import ModelportError, Unsupported
 from modelport.frontends.http.body import BodyTooLarge
 from modelport.frontends.status import http_status
+from modelport.observability.redaction import hide_paths
 
 Headers = list[tuple[bytes, bytes]]
 JSON = b"application/json"
@@ -23,5 +24,5 @@ def error_parts(exc: ModelportError) -> tuple[int, Headers, bytes]:
 
 def internal_error_parts(exc: Exception) -> tuple[int, Headers, bytes]:
     """The 500 answer to an unexpected exception, naming it."""
-    message = f"internal server error: {type(exc).__name__}: {exc}"
+    message = f"internal server error: {type(exc).__name__}: {hide_paths(str(exc))}"
     return 500, [(b"content-type", JSON)], orjson.dumps({"error": message})

@@ -8,13 +8,16 @@ the response goes out as two prebuilt messages. Errors are answered here with th
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from functools import partial
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
 from modelport.codecs import json_v2
 from modelport.codecs.binary import parse_header_length
+from modelport.config.spec import ModelSpec
 from modelport.core.server import InferenceServer
 from modelport.errors import ModelportError
 from modelport.frontends.http.body import (
@@ -25,6 +28,8 @@ from modelport.frontends.http.body import (
     receive_body,
 )
 from modelport.frontends.http.errors import JSON, Headers, error_parts, internal_error_parts
+from modelport.shm import SharedMemoryRegistry
+from modelport.tensor.records import InferRequest
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +43,22 @@ _WANTED_HEADERS = frozenset(
     }
 )
 _BINARY = b"application/octet-stream"
+
+
+# Bodies from this size on are decoded off the event loop.
+OFF_LOOP_BYTES = 1 << 20
+
+
+def _decode(
+    body: bytes | bytearray,
+    header_length: int | None,
+    spec: ModelSpec,
+    version: str,
+    shm: SharedMemoryRegistry,
+) -> InferRequest:
+    if header_length == 0:
+        return json_v2.decode_raw_request(body, spec, version)
+    return json_v2.decode_request(body, header_length, spec.name, version, shm=shm)
 
 
 class InferEndpoint:
@@ -73,10 +94,10 @@ class InferEndpoint:
         # Resolved once, before the body is looked at (an unknown model is 404): the request is
         # decoded against the same version that runs it.
         with server.acquire(name, version) as handle:
-            if header_length == 0:
-                request = json_v2.decode_raw_request(body, handle.spec, version)
-            else:
-                request = json_v2.decode_request(body, header_length, name, version, shm=server.shared_memory)
+            decode = partial(_decode, body, header_length, handle.spec, version, server.shared_memory)
+            # A large body is decoded on a worker thread, so health and other requests keep being
+            # answered meanwhile (millions of BYTES elements take a while).
+            request = await asyncio.to_thread(decode) if len(body) >= OFF_LOOP_BYTES else decode()
             traceparent = found.get("traceparent") if server.tracing.active else None
             response = await server.infer(request, handle, traceparent)
         payload, json_length = json_v2.encode_response(response, request)
