@@ -1,7 +1,6 @@
 """Unregistering system shared memory while a request uses it, driven by tritonclient.utils.shared_memory:
-as in Triton, the request still writes its outputs to the region, which stays registered (listed, its
-name taken) until the request ends and then goes without another unregister. The input region goes at
-once; the request keeps reading the mapping it already has.
+as in Triton, the request still reads its inputs from and writes its outputs to its regions, which stay
+registered (listed, their names taken) until the request ends and then go without another unregister.
 
 The model holds each request until the test lets it go (a file in the model folder), so the unregister
 lands while the request is surely in flight.
@@ -122,7 +121,7 @@ def test_unregister_during_inference_waits_for_the_request(
         _wait_for((model_dir / "started").exists, "the model to start")
 
         other.unregister_system_shared_memory()  # while the request runs
-        assert _status_names(other, protocol) == {output_name}  # still listed: its results go there
+        assert _status_names(other, protocol) == {input_name, output_name}  # still in use: listed
         key, _ = regions[output_name]
         with pytest.raises(InferenceServerException) as raised:
             other.register_system_shared_memory(output_name, key, BYTE_SIZE)

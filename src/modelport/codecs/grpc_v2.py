@@ -16,7 +16,11 @@ import numpy as np
 
 from modelport.errors import InvalidInput, Unsupported
 from modelport.protocol import service_pb2
-from modelport.shm import SharedMemoryRegistry, is_in_shared_memory, parse_shared_memory_params
+from modelport.shm import (
+    RegionReader,
+    is_in_shared_memory,
+    parse_shared_memory_params,
+)
 from modelport.shm.params import KEYS as SHM_KEYS
 from modelport.tensor import datatype
 from modelport.tensor.buffers import array_from_buffer
@@ -47,7 +51,7 @@ _CONTENT_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 
 # --- request ------------------------------------------------------------------------------------
-def decode_request(msg: Any, shm: SharedMemoryRegistry | None = None) -> InferRequest:
+def decode_request(msg: Any, shm: RegionReader | None = None) -> InferRequest:
     """Decode a ModelInferRequest; `shm` resolves inputs that live in registered shared memory."""
     model = msg.model_name
     request = InferRequest(model_name=model, model_version=model_version(msg.model_version), id=msg.id)
@@ -104,7 +108,7 @@ def _expect(key: str, kind: str | None, allowed: tuple[str, ...], described: str
         raise InvalidInput(f"invalid value type for '{key}' parameter, expected {described}.")
 
 
-def _decode_inputs(msg: Any, shm: SharedMemoryRegistry | None) -> list[InferInput]:
+def _decode_inputs(msg: Any, shm: RegionReader | None) -> list[InferInput]:
     model = msg.model_name
     raw = msg.raw_input_contents
     raw_count = len(raw)
@@ -184,7 +188,7 @@ def _from_contents(
     return array.reshape(shape)
 
 
-def _decode_output(out: Any, shm: SharedMemoryRegistry | None) -> RequestedOutput:
+def _decode_output(out: Any, shm: RegionReader | None) -> RequestedOutput:
     classification = 0
     param = out.parameters.get("classification")
     if param is not None:

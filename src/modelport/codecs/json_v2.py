@@ -12,7 +12,11 @@ import orjson
 from modelport.codecs.binary import BinaryReader, join_response, split_body
 from modelport.config.spec import ModelSpec
 from modelport.errors import InvalidInput, Unsupported
-from modelport.shm import SharedMemoryRegistry, is_in_shared_memory, parse_shared_memory_params
+from modelport.shm import (
+    RegionReader,
+    is_in_shared_memory,
+    parse_shared_memory_params,
+)
 from modelport.shm.params import KEYS as SHM_KEYS
 from modelport.tensor import datatype
 from modelport.tensor.buffers import array_from_buffer
@@ -42,7 +46,7 @@ def decode_request(
     header_length: int | None,
     model_name: str,
     model_version: str = "",
-    shm: SharedMemoryRegistry | None = None,
+    shm: RegionReader | None = None,
 ) -> InferRequest:
     """Decode an infer request body; binary inputs become numpy views of `body` (or of `shm` regions)."""
     header, binary = split_body(body, header_length)
@@ -134,7 +138,7 @@ def _request_parameters(params: Any) -> dict[str, Any]:
     return dict(params)
 
 
-def _decode_input(item: Any, reader: BinaryReader, shm: SharedMemoryRegistry | None) -> InferInput:
+def _decode_input(item: Any, reader: BinaryReader, shm: RegionReader | None) -> InferInput:
     if not isinstance(item, dict):
         raise InvalidInput("each entry of 'inputs' must be a JSON object")
     name = _string(item.get("name"), "name") if "name" in item else ""
@@ -281,7 +285,7 @@ def _flatten(items: list[Any], limit: int, shape: tuple[int, ...], name: str) ->
     return leaves
 
 
-def _decode_output(item: Any, shm: SharedMemoryRegistry | None) -> RequestedOutput:
+def _decode_output(item: Any, shm: RegionReader | None) -> RequestedOutput:
     if not isinstance(item, dict) or not isinstance(item.get("name"), str):
         raise InvalidInput("each entry of 'outputs' must be a JSON object with a 'name'")
     params = item.get("parameters") or {}

@@ -288,10 +288,14 @@ class InferenceServer:
         models, which only `infer_stream` serves.
         """
         bind_request_id(request.id)
-        if handle is not None:
-            return await self._run(request, handle.model, traceparent, endpoint)
-        with self.acquire(request.model_name, request.model_version, internal=internal) as own:
-            return await self._run(request, own.model, traceparent, endpoint)
+        try:
+            if handle is not None:
+                return await self._run(request, handle.model, traceparent, endpoint)
+            with self.acquire(request.model_name, request.model_version, internal=internal) as own:
+                return await self._run(request, own.model, traceparent, endpoint)
+        finally:
+            if request.input_regions is not None:  # its shared-memory inputs are read: let them go
+                request.input_regions.release()
 
     async def _run(
         self, request: InferRequest, model: ServedModel, traceparent: str | None, endpoint: str
@@ -336,13 +340,17 @@ class InferenceServer:
         when a decoupled model ends a request without data.
         """
         bind_request_id(request.id)
-        with self.acquire(request.model_name, request.model_version) as handle:
-            if not handle.spec.decoupled:
-                yield StreamItem(await self._run(request, handle.model, None, "HTTP end point"), True)
-                return
-            normalize_request(request, handle.spec)
-            async for item in stream_decoupled(request, handle.model, empty_final_response):
-                yield item
+        try:
+            with self.acquire(request.model_name, request.model_version) as handle:
+                if not handle.spec.decoupled:
+                    yield StreamItem(await self._run(request, handle.model, None, "HTTP end point"), True)
+                    return
+                normalize_request(request, handle.spec)
+                async for item in stream_decoupled(request, handle.model, empty_final_response):
+                    yield item
+        finally:
+            if request.input_regions is not None:
+                request.input_regions.release()
 
 
 def _build_response(

@@ -178,6 +178,10 @@ class SharedMemoryRegistry:
         """Nothing to drop: no CUDA region can be registered here."""
 
     # --- tensor data ---------------------------------------------------------------------
+    def for_request(self) -> RequestRegions:
+        """A reader for one request's inputs that holds their regions until the request ends."""
+        return RequestRegions(self)
+
     def read(self, ref: SharedMemoryRef) -> memoryview:
         """A read-only view of the `ref.byte_size` bytes an input points at (bounds-checked)."""
         return self._slice(ref).toreadonly()
@@ -233,3 +237,28 @@ class SharedMemoryRegistry:
                 f"(offset {ref.offset} + byte size {ref.byte_size} exceeds the region's {size} bytes)"
             )
         return region.view[ref.offset : ref.offset + ref.byte_size]
+
+
+class RequestRegions:
+    """Reads one request's inputs from shared memory; each region read stays in use (an unregister
+    waits, as in Triton) until `release()` at the end of the request, or until this is collected."""
+
+    __slots__ = ("_registry", "_uses")
+
+    def __init__(self, registry: SharedMemoryRegistry) -> None:
+        self._registry = registry
+        self._uses: list[RegionUse] = []
+
+    def read(self, ref: SharedMemoryRef) -> memoryview:
+        self._uses.append(self._registry.use([ref]))
+        return self._registry.read(ref)
+
+    def release(self) -> None:
+        for use in self._uses:
+            use.release()
+        self._uses.clear()
+
+
+# Where a codec reads shared-memory inputs from: the registry, or one request's reader.
+RegionReader = SharedMemoryRegistry | RequestRegions
+

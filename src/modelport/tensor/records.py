@@ -65,6 +65,9 @@ class InferRequest:
     response_sink: ResponseSink | None = None
     # Set by the core for sampled requests when tracing is on (observability.tracing.RequestTrace).
     trace: Any = None
+    # Set by the frontend when inputs come from shared memory (shm.RequestRegions): released by the
+    # core when the request ends, so an unregister of those regions waits for it.
+    input_regions: Any = None
 
 
 @dataclass(slots=True)

@@ -254,10 +254,13 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
 
     async def _decode(self, msg: Any) -> InferRequest:
         """A large message is decoded on a worker thread, so other calls keep being answered meanwhile."""
-        shm = self._server.shared_memory
+        regions = self._server.shared_memory.for_request()
         if sum(len(contents) for contents in msg.raw_input_contents) >= OFF_LOOP_BYTES:
-            return await asyncio.to_thread(grpc_v2.decode_request, msg, shm)
-        return grpc_v2.decode_request(msg, shm)
+            request = await asyncio.to_thread(grpc_v2.decode_request, msg, regions)
+        else:
+            request = grpc_v2.decode_request(msg, regions)
+        request.input_regions = regions
+        return request
 
     async def _stream_one(self, msg: Any) -> AsyncIterator[tuple[Any, grpc.StatusCode | None]]:
         """The answers to one stream request: one, or 0..n for a decoupled model."""

@@ -28,7 +28,7 @@ from modelport.frontends.http.body import (
     receive_body,
 )
 from modelport.frontends.http.errors import JSON, Headers, error_parts, internal_error_parts
-from modelport.shm import SharedMemoryRegistry
+from modelport.shm import RequestRegions
 from modelport.tensor.records import InferRequest
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def _decode(
     header_length: int | None,
     spec: ModelSpec,
     version: str,
-    shm: SharedMemoryRegistry,
+    shm: RequestRegions,
 ) -> InferRequest:
     if header_length == 0:
         return json_v2.decode_raw_request(body, spec, version)
@@ -94,10 +94,12 @@ class InferEndpoint:
         # Resolved once, before the body is looked at (an unknown model is 404): the request is
         # decoded against the same version that runs it.
         with server.acquire(name, version) as handle:
-            decode = partial(_decode, body, header_length, handle.spec, version, server.shared_memory)
+            regions = server.shared_memory.for_request()
+            decode = partial(_decode, body, header_length, handle.spec, version, regions)
             # A large body is decoded on a worker thread, so health and other requests keep being
             # answered meanwhile (millions of BYTES elements take a while).
             request = await asyncio.to_thread(decode) if len(body) >= OFF_LOOP_BYTES else decode()
+            request.input_regions = regions
             traceparent = found.get("traceparent") if server.tracing.active else None
             response = await server.infer(request, handle, traceparent)
         payload, json_length = json_v2.encode_response(response, request)
