@@ -12,10 +12,8 @@ deadline even while every instance is busy.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import logging
-import threading
 from collections import deque
 from collections.abc import Iterator
 from functools import partial
@@ -28,14 +26,11 @@ from modelport.errors import ModelportError, ModelUnavailable, with_request_id
 from modelport.observability.stats import ModelStats
 from modelport.scheduling.base import Outputs
 from modelport.scheduling.batch_policy import BatchRules, decide
-from modelport.scheduling.instances import InstancePool
+from modelport.scheduling.instances import InstancePool, close_pool
 from modelport.scheduling.queue import PendingRequest, RequestQueue
 from modelport.tensor.records import InferRequest
 
 log = logging.getLogger(__name__)
-
-# Closing idle instances is quick; even past the stop deadline it gets this long before it is left.
-_CLOSE_GRACE_S = 0.5
 
 
 class DynamicBatcher:
@@ -212,7 +207,8 @@ class DynamicBatcher:
         The pool delivers exactly one result per request of the batch.
         """
         self._running.pop(id(batch), None)
-        self._timed_running -= sum(1 for p in batch if _held_deadline(p) is not None)
+        if self._timed_running:  # nothing to count when no running request has a deadline of its own
+            self._timed_running -= sum(1 for p in batch if _held_deadline(p) is not None)
         self._review()
         results, timing = execution.results, execution.timing
         end = self._clock.now_ns()
@@ -284,37 +280,6 @@ class DynamicBatcher:
             for item in (p for p in batch if not p.expired):
                 message = f"model '{self._model}' was unloaded before the request finished"
                 self._complete(item, ModelUnavailable(with_request_id(item.request.id, message)))
-
-
-async def close_pool(
-    pool: InstancePool, deadline: Deadline | None, model: str, *, grace: bool = True
-) -> None:
-    """Close `pool`'s instances; with a deadline, wait no longer than it allows (plus, with `grace`,
-    a short grace to close idle instances even when the deadline has passed).
-
-    The closing runs on a daemon thread of its own, so an instance stuck in a model can neither
-    block the event loop nor, at exit, the interpreter.
-    """
-    if deadline is None:
-        await asyncio.to_thread(pool.close)
-        return
-    loop = asyncio.get_running_loop()
-    closed: asyncio.Future[None] = loop.create_future()
-
-    def close() -> None:
-        try:
-            pool.close()
-        finally:
-            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
-                loop.call_soon_threadsafe(_resolve, closed, None)
-
-    threading.Thread(target=close, name=f"{model}-close", daemon=True).start()
-    wait_s = max(deadline.remaining(), _CLOSE_GRACE_S if grace and not deadline.cut.is_set() else 0.0)
-    if wait_s > 0:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(closed), wait_s)
-    if not closed.done():
-        log.warning("model '%s': an instance is still busy after the stop deadline; leaving it", model)
 
 
 def _held_deadline(item: PendingRequest) -> int | None:

@@ -19,11 +19,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from modelport.backends.base import Execution, ModelInstance
+from modelport.clock import Deadline
 from modelport.errors import InternalError
 from modelport.observability.stats import ExecutionTiming
 from modelport.tensor.records import InferRequest
 
 log = logging.getLogger(__name__)
+
+# Closing idle instances is quick; even past the stop deadline it gets this long before it is left.
+_CLOSE_GRACE_S = 0.5
 
 OnDone = Callable[[Execution], None]
 
@@ -179,3 +183,39 @@ def _checked_execute(
         log.error("instance %s: %s", name, message)
         return Execution([InternalError(message)] * len(requests), execution.timing)
     return execution
+
+
+async def close_pool(
+    pool: InstancePool, deadline: Deadline | None, model: str, *, grace: bool = True
+) -> None:
+    """Close `pool`'s instances; with a deadline, wait no longer than it allows (plus, with `grace`,
+    a short grace to close idle instances even when the deadline has passed).
+
+    The closing runs on a daemon thread of its own, so an instance stuck in a model can neither
+    block the event loop nor, at exit, the interpreter.
+    """
+    if deadline is None:
+        await asyncio.to_thread(pool.close)
+        return
+    loop = asyncio.get_running_loop()
+    closed: asyncio.Future[None] = loop.create_future()
+
+    def close() -> None:
+        try:
+            pool.close()
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                loop.call_soon_threadsafe(_set_done, closed)
+
+    threading.Thread(target=close, name=f"{model}-close", daemon=True).start()
+    wait_s = max(deadline.remaining(), _CLOSE_GRACE_S if grace and not deadline.cut.is_set() else 0.0)
+    if wait_s > 0:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(closed), wait_s)
+    if not closed.done():
+        log.warning("model '%s': an instance is still busy after the stop deadline; leaving it", model)
+
+
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -3,9 +3,9 @@
 Regions are opened with shm_open and mapped once at registration; inputs are read as views of the
 mapping and outputs are written into it. CUDA regions are refused: this server has no CUDA IPC.
 
-As in Triton, unregistering a region a request will write outputs to waits for the request: the
-region stays registered (listed, usable, its name taken) until its last use ends, then goes. Input
-views need no wait: the mapping outlives the unregister for as long as arrays view it.
+As in Triton, unregistering a region a request reads inputs from or writes outputs to waits for the
+request: the region stays registered (listed, usable, its name taken) until its last use ends, then
+goes. The mapping itself outlives that for as long as arrays still view it.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class _Region:
     status: RegionStatus
     mapping: mmap.mmap
     view: memoryview = field(repr=False)  # exactly [offset, offset + byte_size) of the shm object
-    uses: int = 0  # requests that will write outputs to it
+    uses: int = 0  # requests reading inputs from it or writing outputs to it
     unregistered: bool = False  # unregister was asked while in use: it goes when `uses` drops to 0
 
     def close(self) -> None:
@@ -187,7 +187,7 @@ class SharedMemoryRegistry:
         return self._slice(ref).toreadonly()
 
     def use(self, refs: Iterable[SharedMemoryRef]) -> RegionUse:
-        """Bounds-check references (outputs, before inference); their regions are in use until released."""
+        """Bounds-check references; their regions are in use (an unregister waits) until released."""
         regions: list[_Region] = []
         try:
             with self._lock:

@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
-from modelport.codecs import grpc_v2
+from modelport.codecs import DECODE_OFF_LOOP_BYTES, grpc_v2
 from modelport.core.server import InferenceServer
 from modelport.errors import InternalError, InvalidInput, ModelportError, Unsupported
 from modelport.frontends.grpc.errors import grpc_code, internal_message, unary_errors
@@ -20,9 +20,6 @@ from modelport.protocol import service_pb2_grpc
 from modelport.tensor.records import InferRequest
 
 log = logging.getLogger(__name__)
-
-# Messages whose raw tensor contents reach this size are decoded off the event loop.
-OFF_LOOP_BYTES = 1 << 20
 
 # Requests of one stream that may be in flight at once; reading pauses (and the client is
 # flow-controlled) beyond this.
@@ -255,7 +252,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
     async def _decode(self, msg: Any) -> InferRequest:
         """A large message is decoded on a worker thread, so other calls keep being answered meanwhile."""
         regions = self._server.shared_memory.for_request()
-        if sum(len(contents) for contents in msg.raw_input_contents) >= OFF_LOOP_BYTES:
+        if sum(len(contents) for contents in msg.raw_input_contents) >= DECODE_OFF_LOOP_BYTES:
             request = await asyncio.to_thread(grpc_v2.decode_request, msg, regions)
         else:
             request = grpc_v2.decode_request(msg, regions)

@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from modelport.codecs import json_v2
+from modelport.codecs import DECODE_OFF_LOOP_BYTES, json_v2
 from modelport.codecs.binary import parse_header_length
 from modelport.config.spec import ModelSpec
 from modelport.core.server import InferenceServer
@@ -43,10 +43,6 @@ _WANTED_HEADERS = frozenset(
     }
 )
 _BINARY = b"application/octet-stream"
-
-
-# Bodies from this size on are decoded off the event loop.
-OFF_LOOP_BYTES = 1 << 20
 
 
 def _decode(
@@ -96,9 +92,8 @@ class InferEndpoint:
         with server.acquire(name, version) as handle:
             regions = server.shared_memory.for_request()
             decode = partial(_decode, body, header_length, handle.spec, version, regions)
-            # A large body is decoded on a worker thread, so health and other requests keep being
-            # answered meanwhile (millions of BYTES elements take a while).
-            request = await asyncio.to_thread(decode) if len(body) >= OFF_LOOP_BYTES else decode()
+            # A large body is decoded on a worker thread: health and other requests go on meanwhile.
+            request = await asyncio.to_thread(decode) if len(body) >= DECODE_OFF_LOOP_BYTES else decode()
             request.input_regions = regions
             traceparent = found.get("traceparent") if server.tracing.active else None
             response = await server.infer(request, handle, traceparent)
