@@ -353,6 +353,9 @@ def run_perf_analyzer(args, server, protocol, bs, conc, rep, out_dir) -> dict:
     parsed = parse_pa_csv(csv_path, conc) if rc == 0 else None
     passes = [float(x) for x in re.findall(r"Pass \[\d+\] throughput: ([0-9.eE+-]+) infer/sec", out)]
     res["passes_throughput"] = passes
+    res["wall_s"] = usage["wall_s"]
+    if srv0 is not None and srv1 is not None:
+        res["server_cpu_s"] = srv1 - srv0  # the server's process tree over the whole perf_analyzer run
     if parsed is None:
         res["error"] = tail(out + "\n" + err, 6) or f"rc {rc}"
         if passes and "stable" in res["error"]:
