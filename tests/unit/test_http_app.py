@@ -10,6 +10,7 @@ import asyncio
 from typing import Any
 
 import orjson
+import pytest
 
 from modelport.config.settings import ServerSettings
 from modelport.frontends.http.app import create_http_app
@@ -71,3 +72,38 @@ async def test_unexpected_exception_does_not_escape_the_app() -> None:
     _, escaped = await _call("/v2/health/live")
     if escaped is not None:
         raise escaped
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v2/models/m/infer",
+        "/v2/models/m/versions/3/infer",
+        "/v2/models/m/versions/007/infer",
+        "/v2/models/m/versions/x/infer",
+        "/v2/models/m/versions/-1/infer",
+        "/v2/models/m/versions/²/infer",
+        "/v2/models/m/versions//infer",
+        "/v2/models//infer",
+        "/v2/models/infer",
+        "/v2/models/a/b/infer",
+        "/v2/models/m/versions/3/x/infer",
+        "/v2/models/m/infer/",
+        "/v2/models/m.onnx-1_x/infer",
+        "/v2/models/m/versions/3/infers",
+    ],
+)
+def test_the_inference_path_parser_agrees_with_the_route_table(path: str) -> None:
+    from starlette.routing import Match
+
+    from modelport.frontends.http.app import infer_path_params, infer_routes
+
+    routes = [route for _, route in infer_routes(None)]  # type: ignore[arg-type]
+    scope = {"type": "http", "method": "POST", "path": path, "root_path": ""}
+    expected = None
+    for route in routes:
+        match, child = route.matches(scope)
+        if match is Match.FULL:
+            expected = child["path_params"]
+            break
+    assert infer_path_params(path) == expected

@@ -55,7 +55,12 @@ class InstancePlacement:
 
 
 class ModelInstance(Protocol):
-    """One loaded copy of one model version; executes one batch at a time, off the event loop."""
+    """One loaded copy of one model version; executes one batch at a time, off the event loop.
+
+    An instance may also set `may_run_inline = True` when its executions can run on the event
+    loop: no blocking waits (devices, processes, calls back into the server), so that its CPU
+    time is its duration. The instance pool then runs its tiny executions there.
+    """
 
     def execute(self, requests: Sequence[InferRequest]) -> Execution:
         """Run validated requests as one batch: one result per request, in order, and the timing.

@@ -212,7 +212,7 @@ def _uvicorn(app: Any, host: str, port: int, **options: Any) -> _HttpServer:
     """An ASGI server on the running loop (the runner owns the loop and the signals)."""
     config = uvicorn.Config(
         app, host=host, port=port, loop="none", http=BoundedHeadProtocol, lifespan="off",
-        access_log=False, log_level="warning", **options,
+        access_log=False, log_level="warning", proxy_headers=False, **options,
     )  # fmt: skip
     return _HttpServer(config)
 

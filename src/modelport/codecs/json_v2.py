@@ -149,6 +149,8 @@ def _decode_input(item: Any, reader: BinaryReader, shm: RegionReader | None) -> 
     params = item.get("parameters") or {}
     if not isinstance(params, dict):
         raise InvalidInput(f"'parameters' of input '{name}' must be a JSON object")
+    if len(params) == 1 and "binary_data_size" in params and "data" not in item:
+        return InferInput(name, dtype.name, shape, _binary_input(params, reader, dtype, shape, name))
     sources = [s for s in _DATA_SOURCES if (s in item if s == "data" else s in params)]
     count = math.prod(shape)
     if len(sources) != 1 and not (not sources and count == 0):
@@ -164,18 +166,25 @@ def _decode_input(item: Any, reader: BinaryReader, shm: RegionReader | None) -> 
             raise Unsupported(f"input '{name}': shared memory inputs are not supported on this path")
         data = array_from_buffer(shm.read(ref), dtype, shape, name, reader.model_name)
     elif source == "binary_data_size":
-        size = params["binary_data_size"]
-        if not _is_count(size):
-            raise InvalidInput(f"'binary_data_size' of input '{name}' must be a non-negative integer")
-        data = array_from_buffer(reader.take(size, name), dtype, shape, name, reader.model_name)
+        data = _binary_input(params, reader, dtype, shape, name)
     else:
         data = _from_json(item.get("data", []), dtype, shape, name)
     extra = {k: v for k, v in params.items() if k != "binary_data_size" and k not in SHM_KEYS}
     return InferInput(name=name, datatype=dtype.name, shape=shape, data=data, parameters=extra)
 
 
+def _binary_input(
+    params: dict[str, Any], reader: BinaryReader, dtype: datatype.DataType, shape: tuple[int, ...], name: str
+) -> np.ndarray:
+    size = params["binary_data_size"]
+    if not _is_count(size):
+        raise InvalidInput(f"'binary_data_size' of input '{name}' must be a non-negative integer")
+    return array_from_buffer(reader.take(size, name), dtype, shape, name, reader.model_name)
+
+
 def _shape(value: Any, dtype: datatype.DataType, name: str) -> tuple[int, ...]:
-    if not isinstance(value, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in value):
+    # JSON integers are exactly int (true/false are bool, which Python would count as int)
+    if not isinstance(value, list) or not all(type(d) is int for d in value):
         raise InvalidInput(f"'shape' of input '{name}' must be an array of integers")
     return checked_shape(value, dtype, name)
 

@@ -104,6 +104,13 @@ class ModelSpec:
     decoupled: bool
     proto: ModelConfigProto
     ensemble: EnsembleSpec | None = None  # set for `platform: "ensemble"`
+    # Name lookups, built once: every request looks its tensors up by name.
+    _inputs_by_name: dict[str, TensorSpec] = field(init=False, repr=False, compare=False)
+    _outputs_by_name: dict[str, TensorSpec] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_inputs_by_name", {t.name: t for t in reversed(self.inputs)})
+        object.__setattr__(self, "_outputs_by_name", {t.name: t for t in reversed(self.outputs)})
 
     @property
     def metadata_platform(self) -> str:
@@ -111,10 +118,10 @@ class ModelSpec:
         return self.platform or self.backend
 
     def input(self, name: str) -> TensorSpec | None:
-        return next((t for t in self.inputs if t.name == name), None)
+        return self._inputs_by_name.get(name)
 
     def output(self, name: str) -> TensorSpec | None:
-        return next((t for t in self.outputs if t.name == name), None)
+        return self._outputs_by_name.get(name)
 
     @property
     def instance_count(self) -> int:

@@ -56,6 +56,7 @@ class DynamicBatcher:
             preferred_batch_sizes=batching.preferred_batch_sizes if batching else (),
             max_queue_delay_ns=(batching.max_queue_delay_us * 1000) if batching else 0,
         )
+        self._max_preferred = self._rules.max_preferred
         self._preserve_ordering = bool(batching and batching.preserve_ordering)
         self._in_order: deque[PendingRequest] = deque()
         self._enforce_shapes = any(
@@ -91,12 +92,15 @@ class DynamicBatcher:
             sequence=self._sequence,
             own_timeout=own_timeout,
         )
-        self._queue.push(item, level)
-        self._stats.pending += 1
-        if self._preserve_ordering:
-            self._in_order.append(item)
-        if self._pool.idle_count > 0 or self._sooner_than_timer(item.deadline_ns):
-            self._review()
+        if deadline_ns is None and self._goes_at_once(item):
+            self._start([item], now, "an instance is idle and nothing waits")
+        else:
+            self._queue.push(item, level)
+            self._stats.pending += 1
+            if self._preserve_ordering:
+                self._in_order.append(item)
+            if self._pool.idle_count > 0 or self._sooner_than_timer(item.deadline_ns):
+                self._review()
         try:
             return await future
         except asyncio.CancelledError:
@@ -116,6 +120,19 @@ class DynamicBatcher:
             return None
         return tuple((i.name, i.shape[1:] if self._batching else i.shape) for i in request.inputs)
 
+    def _goes_at_once(self, item: PendingRequest) -> bool:
+        """Whether the batching rules would send this request alone, now: an instance is idle,
+        nothing is queued, and alone it is a batch the rules send without waiting."""
+        if self._preserve_ordering or self._pool.idle_count == 0 or self._queue:
+            return False
+        rules = self._rules
+        return (
+            not self._batching
+            or rules.max_queue_delay_ns == 0
+            or item.batch_size >= self._max_preferred
+            or item.batch_size in rules.preferred_batch_sizes
+        )
+
     def _sooner_than_timer(self, deadline_ns: int | None) -> bool:
         return deadline_ns is not None and (self._timer_at_ns is None or deadline_ns < self._timer_at_ns)
 
@@ -124,6 +141,8 @@ class DynamicBatcher:
         if self._stopped:
             return
         self._cancel_timer()
+        if not self._queue and not self._timed_running:
+            return  # nothing waits and nothing running has a deadline: nothing to decide
         now = self._clock.now_ns()
         self._expire(now)
         self._stats.pending -= self._queue.remove_finished()
@@ -132,7 +151,7 @@ class DynamicBatcher:
 
     def _dispatch(self, now: int) -> int | None:
         """Send every batch that can go now; return how long to wait for the next decision."""
-        while len(self._queue) and self._pool.idle_count > 0:
+        while self._queue and self._pool.idle_count > 0:
             if self._batching:
                 decision = decide(self._queue, now, self._rules, grow=self._grow)
                 if decision.send_count == 0:
@@ -142,26 +161,31 @@ class DynamicBatcher:
                 count, reason = 1, "no dynamic batching"
             batch = self._queue.pop_front(count)
             self._stats.pending -= len(batch)
-            instance = self._pool.try_acquire()
-            assert instance is not None
-            self._grow = False
-            if log.isEnabledFor(logging.DEBUG):
-                rows = sum(p.batch_size for p in batch)
-                # In a fresh context: a batch line belongs to no single request (no request id).
-                contextvars.Context().run(
-                    log.debug,
-                    "model '%s': batch of %d rows (%d requests): %s",
-                    self._model,
-                    rows,
-                    len(batch),
-                    reason,
-                )
-            self._running[id(batch)] = batch
-            self._timed_running += sum(1 for p in batch if _held_deadline(p) is not None)
-            self._pool.run(instance, [p.request for p in batch], partial(self._finished, batch, now))
-        if len(self._queue):
+            self._start(batch, now, reason)
+        if self._queue:
             self._grow = True
         return None
+
+    def _start(self, batch: list[PendingRequest], now: int, reason: str) -> None:
+        """Run `batch` on an idle instance."""
+        instance = self._pool.try_acquire()
+        assert instance is not None
+        self._grow = False
+        if log.isEnabledFor(logging.DEBUG):
+            rows = sum(p.batch_size for p in batch)
+            # In a fresh context: a batch line belongs to no single request (no request id).
+            contextvars.Context().run(
+                log.debug,
+                "model '%s': batch of %d rows (%d requests): %s",
+                self._model,
+                rows,
+                len(batch),
+                reason,
+            )
+        self._running[id(batch)] = batch
+        if any(p.own_timeout for p in batch):
+            self._timed_running += sum(1 for p in batch if _held_deadline(p) is not None)
+        self._pool.run(instance, [p.request for p in batch], partial(self._finished, batch, now))
 
     def _arm_timer(self, now: int, wait_ns: int | None) -> None:
         deadline = self._queue.next_deadline_ns()

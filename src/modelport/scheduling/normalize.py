@@ -14,11 +14,9 @@ from modelport.tensor.records import InferInput, InferRequest
 def normalize_request(request: InferRequest, spec: ModelSpec) -> None:
     """Validate `request` in place and set its batch size; raise InvalidInput on the first problem."""
     try:
-        _check_input_names(request, spec)
+        tensors = _input_tensors(request, spec)
         request.batch_size = _batch_size(request, spec)
-        for inp in request.inputs:
-            tensor = spec.input(inp.name)
-            assert tensor is not None
+        for inp, tensor in zip(request.inputs, tensors, strict=True):
             _check_input(inp, tensor, spec)
         for out in request.outputs:
             if spec.output(out.name) is None:
@@ -27,13 +25,23 @@ def normalize_request(request: InferRequest, spec: ModelSpec) -> None:
         raise InvalidInput(with_request_id(request.id, exc.message)) from None
 
 
-def _check_input_names(request: InferRequest, spec: ModelSpec) -> None:
+def _input_tensors(request: InferRequest, spec: ModelSpec) -> list[TensorSpec]:
+    """The config of each input of `request`, in order; every required input must be there."""
     given = [i.name for i in request.inputs]
     if len(set(given)) != len(given):
         raise InvalidInput(f"input names must be unique in a request for model '{spec.name}'")
+    tensors = []
     for name in given:
-        if spec.input(name) is None:
+        tensor = spec.input(name)
+        if tensor is None:
             raise InvalidInput(f"unexpected inference input '{name}' for model '{spec.name}'")
+        tensors.append(tensor)
+    if len(given) < len(spec.inputs):
+        _check_required(given, spec)
+    return tensors
+
+
+def _check_required(given: list[str], spec: ModelSpec) -> None:
     required = [t.name for t in spec.inputs if not t.optional]
     missing = [name for name in required if name not in given]
     if missing:
@@ -81,7 +89,7 @@ def _check_input(inp: InferInput, tensor: TensorSpec, spec: ModelSpec) -> None:
         )
     batching = spec.max_batch_size > 0 and not tensor.is_shape_tensor
     shape = inp.shape[1:] if batching else inp.shape
-    if not _shape_matches(shape, tensor.dims):
+    if shape != tensor.dims and not _shape_matches(shape, tensor.dims):
         expected = [-1, *tensor.dims] if batching else list(tensor.dims)
         note = (
             " NOTE: Setting a non-zero max_batch_size in the model config requires a batch dimension "

@@ -56,6 +56,9 @@ class RequestQueue:
     def __len__(self) -> int:
         return sum(len(lv.items) + len(lv.delayed) for lv in self._levels.values())
 
+    def __bool__(self) -> bool:
+        return any(lv.items or lv.delayed for lv in self._levels.values())
+
     def level_for(self, request: InferRequest) -> int:
         """The request's `priority` parameter, or the default level when 0 or out of range."""
         priority = request.parameters.get("priority", 0)

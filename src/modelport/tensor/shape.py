@@ -25,12 +25,13 @@ def checked_shape(dims: Sequence[int], dtype: DataType, name: str) -> tuple[int,
     shape = tuple(dims)
     if len(shape) > MAX_DIMS:
         raise InvalidInput(f"input '{name}' has {len(shape)} dimensions; at most {MAX_DIMS} are supported")
-    if any(d < 0 for d in shape):
+    if shape and min(shape) < 0:
         raise InvalidInput(f"All input dimensions should be specified for input '{name}', got {list(shape)}")
-    if math.prod(shape) > INT64_MAX:
+    count = math.prod(shape)
+    if count > INT64_MAX:
         raise InvalidInput(f"element count for tensor '{name}' exceeds maximum size of {INT64_MAX}")
     itemsize = _POINTER_SIZE if dtype.is_bytes else max(dtype.itemsize, 1)
-    if math.prod(d for d in shape if d) * itemsize > INT64_MAX:
+    if (count or math.prod(d for d in shape if d)) * itemsize > INT64_MAX:
         empty = " (a tensor of this shape cannot be described, even with no elements)" if 0 in shape else ""
         raise InvalidInput(f"byte size for tensor '{name}' exceeds maximum size of {INT64_MAX}{empty}")
     return shape

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -104,4 +105,60 @@ async def test_acquire_waits_for_a_release_in_turn() -> None:
     await asyncio.gather(*runs)
     assert await asyncio.wait_for(waiter, timeout=5) in (a, b)
     assert pool.idle_count == 1
+    await asyncio.to_thread(pool.close)
+
+
+class _RecordingInstance(EchoInstance):
+    """An echo instance that may run inline and records the thread of every execution; it can
+    be made to burn CPU per execution."""
+
+    may_run_inline = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[str] = []
+        self.burn_s = 0.0
+
+    def execute(self, requests: Sequence[InferRequest]) -> Execution:
+        self.threads.append(threading.current_thread().name)
+        end = time.thread_time() + self.burn_s
+        while time.thread_time() < end:
+            pass
+        return super().execute(requests)
+
+
+async def _run_batches(pool: InstancePool, count: int) -> None:
+    for _ in range(count):
+        instance = pool.try_acquire()
+        assert instance is not None
+        results = (await pool.execute(instance, [echo_request()])).results
+        assert not isinstance(results[0], Exception)
+
+
+async def test_a_tiny_model_moves_to_the_event_loop_and_back_when_its_executions_grow() -> None:
+    inst = _RecordingInstance()
+    pool = InstancePool("tiny", [inst], "tiny-v1")
+    await _run_batches(pool, 40)
+    loop_thread = threading.current_thread().name
+    assert inst.threads[0] == "tiny-v1-0"  # measured on its own thread first
+    assert inst.threads[-1] == loop_thread  # then run inline: the hand-off costs more than the work
+    inst.burn_s = 0.002  # executions grow far past the bound: back to the thread
+    await _run_batches(pool, 20)
+    assert inst.threads[-1] == "tiny-v1-0"
+    await asyncio.to_thread(pool.close)
+
+
+async def test_an_instance_that_may_not_run_inline_stays_on_its_thread() -> None:
+    inst = EchoInstance()
+    pool = InstancePool("plain", [inst], "plain-v1")
+    on_threads: list[str] = []
+    original = inst.execute
+
+    def recording(requests: Sequence[InferRequest]) -> Execution:
+        on_threads.append(threading.current_thread().name)
+        return original(requests)
+
+    inst.execute = recording  # type: ignore[method-assign]
+    await _run_batches(pool, 40)
+    assert set(on_threads) == {"plain-v1-0"}
     await asyncio.to_thread(pool.close)

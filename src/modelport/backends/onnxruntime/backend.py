@@ -135,6 +135,8 @@ class OnnxRuntimeInstance:
         self._model = spec.name
         self._output_names = [o.name for o in session.get_outputs()]
         self._string_inputs = {i.name for i in session.get_inputs() if i.type == "tensor(string)"}
+        # On the CPU only, a run's CPU time is its duration: a tiny model may run on the event loop.
+        self.may_run_inline = session.get_providers() == ["CPUExecutionProvider"]
 
     def execute(self, requests: Sequence[InferRequest]) -> Execution:
         if self._string_inputs:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 from starlette.applications import Starlette
@@ -171,11 +172,7 @@ class HttpApp:
         fast: Route | None = None
         check: HeaderCheck | None = None
         if scope["method"] == "POST" and scope["path"].endswith("/infer"):
-            for route, route_check in self._fast_routes:
-                match, child_scope = route.matches(scope)
-                if match is Match.FULL:
-                    fast, check = route, route_check
-                    break
+            fast, check, child_scope = self._infer_route(scope)
         if fast is None and self._route_checks is not None:
             check = self._route_checks.check_for(scope)
         if check is not None and not check.allows_http(scope["headers"]):
@@ -189,6 +186,32 @@ class HttpApp:
             await fast.app(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+    def _infer_route(self, scope: Scope) -> tuple[Route | None, HeaderCheck | None, dict[str, Any]]:
+        """The inference route `scope` goes to, its header check and its path parameters."""
+        params = None if scope.get("root_path") else infer_path_params(scope["path"])
+        if params is not None:  # the common case, matched without the routes' regular expressions
+            route, check = self._fast_routes[0 if "version" in params else 1]
+            return route, check, {"endpoint": route.endpoint, "path_params": params}
+        for route, check in self._fast_routes:
+            match, child_scope = route.matches(scope)
+            if match is Match.FULL:
+                return route, check, child_scope
+        return None, None, {}
+
+
+def infer_path_params(path: str) -> dict[str, Any] | None:
+    """The path parameters of `/v2/models/{model}[/versions/{version:int}]/infer`, as the routes
+    would match them, or None for any other path."""
+    if not (path.startswith("/v2/models/") and path.endswith("/infer")):
+        return None
+    parts = path[len("/v2/models/") : -len("/infer")].split("/")
+    if len(parts) == 1 and parts[0]:
+        return {"model": parts[0]}
+    if len(parts) == 3 and parts[0] and parts[1] == "versions" and parts[2].isascii() and parts[2].isdigit():
+        return {"model": parts[0], "version": int(parts[2])}
+    return None
 
 
 def create_http_app(server: InferenceServer) -> HttpApp:
