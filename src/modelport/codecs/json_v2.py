@@ -300,6 +300,10 @@ def _decode_output(item: Any, shm: RegionReader | None) -> RequestedOutput:
     params = item.get("parameters") or {}
     if not isinstance(params, dict):
         raise InvalidInput(f"'parameters' of output '{item['name']}' must be a JSON object")
+    if not params:
+        return RequestedOutput(item["name"])
+    if len(params) == 1 and type(params.get("binary_data")) is bool:  # the usual request
+        return RequestedOutput(item["name"], params["binary_data"])
     binary = params.get("binary_data")
     classification = params.get("classification", 0)
     if not _is_count(classification):

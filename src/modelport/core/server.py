@@ -357,10 +357,10 @@ def _build_response(
     request: InferRequest, model: ServedModel, outputs: dict[str, np.ndarray]
 ) -> InferResponse:
     spec = model.spec
-    wanted = request.outputs or None
+    wanted = request.outputs
     response = InferResponse(model_name=spec.name, model_version=str(model.version), id=request.id)
     names = [o.name for o in wanted] if wanted else [t.name for t in spec.outputs]
-    classification = {o.name: o.classification for o in wanted or [] if o.classification > 0}
+    classification = {o.name: o.classification for o in wanted if o.classification > 0} if wanted else {}
     batched = spec.max_batch_size > 0
     for name in names:
         tensor = spec.output(name)
@@ -368,11 +368,12 @@ def _build_response(
         data = outputs.get(name)
         if data is None:
             raise InternalError(f"model '{spec.name}' did not produce output '{name}'")
-        data = np.asarray(data)
+        if type(data) is not np.ndarray:
+            data = np.asarray(data)
         if tensor.reshape is not None and tensor.dims.count(-1) <= 1:
             data = data.reshape((data.shape[0], *tensor.dims) if batched else tensor.dims)
         dtype_name = datatype.from_numpy(data.dtype).name
-        k = classification.get(name, 0)
+        k = classification.get(name, 0) if classification else 0
         if k:
             data = classify(data, dtype_name, k, model.labels.get(name), batched)
             dtype_name = "BYTES"

@@ -31,12 +31,13 @@ log = logging.getLogger(__name__)
 _CLOSE_GRACE_S = 0.5
 
 # Handing a batch to a thread and back costs tens of microseconds of CPU and a wake-up of each
-# side. An instance whose executions typically take less runs them on the event loop instead;
-# it goes back to its thread when they grow. Typical = a moving average of the executing
-# thread's CPU time (wall time would count waits for the GIL under load).
+# side. An instance whose executions are typically shorter runs them on the event loop instead
+# (see _InlineChoice).
 INLINE_ENTER_NS = 50_000
 INLINE_LEAVE_NS = 150_000
+INLINE_BLOCKED_NS = 2_000_000
 _SAMPLES_BEFORE_INLINE = 32
+_MAX_BLOCKED = 3
 _AVERAGE_WEIGHT = 0.125
 
 OnDone = Callable[[Execution], None]
@@ -145,10 +146,11 @@ class _Worker:
         self.name = name
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._may_inline = bool(getattr(instance, "may_run_inline", False))
-        self._typical_ns = 0.0
-        self._samples = 0
-        self.inline = False
+        self._choice = _InlineChoice() if getattr(instance, "may_run_inline", False) else None
+
+    @property
+    def inline(self) -> bool:
+        return self._choice is not None and self._choice.inline
 
     def submit(self, requests: Sequence[InferRequest], loop: asyncio.AbstractEventLoop, done: OnDone) -> None:
         if self.inline:
@@ -182,24 +184,56 @@ class _Worker:
             del job, requests, execution, done
 
     def _execute(self, requests: Sequence[InferRequest]) -> Execution:
-        if not self._may_inline:
+        if self._choice is None:
             return _checked_execute(self._model, self.instance, requests, self.name)
-        start = time.thread_time_ns()
+        wall, cpu = time.perf_counter_ns(), time.thread_time_ns()
         execution = _checked_execute(self._model, self.instance, requests, self.name)
-        self._observe(time.thread_time_ns() - start)
+        self._choice.observe(time.thread_time_ns() - cpu, time.perf_counter_ns() - wall)
         return execution
 
-    def _observe(self, cpu_ns: int) -> None:
-        """Update the typical execution time and decide where the next batch runs."""
+
+class _InlineChoice:
+    """Whether an instance's next batch runs inline on the event loop, from its measured executions.
+
+    On its thread, an execution's wall time counts waits for the GIL under load, so the choice
+    looks at CPU time (a moving average) and at the shortest wall time seen (a model that sleeps
+    or waits on I/O never has a short one). Inline, wall time is what the loop loses: the instance
+    goes back to its thread when the average grows, at once when one execution blocks the loop
+    for milliseconds, and for good after that happened a few times.
+    """
+
+    def __init__(self) -> None:
+        self.inline = False
+        self._samples = 0
+        self._average_ns = 0.0
+        self._shortest_wall_ns = 0
+        self._blocked = 0
+
+    def observe(self, cpu_ns: int, wall_ns: int) -> None:
+        if self.inline:
+            self._average_ns += (wall_ns - self._average_ns) * _AVERAGE_WEIGHT
+            if wall_ns > INLINE_BLOCKED_NS:
+                self._blocked += 1
+                self._leave()
+            elif self._average_ns > INLINE_LEAVE_NS:
+                self._leave()
+            return
         self._samples += 1
         if self._samples == 1:
-            self._typical_ns = float(cpu_ns)
+            self._average_ns, self._shortest_wall_ns = float(cpu_ns), wall_ns
         else:
-            self._typical_ns += (cpu_ns - self._typical_ns) * _AVERAGE_WEIGHT
-        if self.inline:
-            self.inline = self._typical_ns < INLINE_LEAVE_NS
-        else:
-            self.inline = self._samples >= _SAMPLES_BEFORE_INLINE and self._typical_ns < INLINE_ENTER_NS
+            self._average_ns += (cpu_ns - self._average_ns) * _AVERAGE_WEIGHT
+            self._shortest_wall_ns = min(self._shortest_wall_ns, wall_ns)
+        self.inline = (
+            self._samples >= _SAMPLES_BEFORE_INLINE
+            and self._blocked < _MAX_BLOCKED
+            and self._average_ns < INLINE_ENTER_NS
+            and self._shortest_wall_ns < INLINE_LEAVE_NS
+        )
+
+    def _leave(self) -> None:
+        self.inline = False
+        self._samples = 0
 
 
 def _checked_execute(

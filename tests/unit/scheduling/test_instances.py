@@ -162,3 +162,38 @@ async def test_an_instance_that_may_not_run_inline_stays_on_its_thread() -> None
     await _run_batches(pool, 40)
     assert set(on_threads) == {"plain-v1-0"}
     await asyncio.to_thread(pool.close)
+
+
+async def test_a_model_that_waits_without_using_cpu_stays_on_its_thread() -> None:
+    """A sleeping (or I/O-bound) model has a tiny CPU time but must never block the event loop."""
+    inst = _RecordingInstance()
+    original = inst.execute
+
+    def sleeping(requests: Sequence[InferRequest]) -> Execution:
+        time.sleep(0.001)
+        return original(requests)
+
+    inst.execute = sleeping  # type: ignore[method-assign]
+    pool = InstancePool("sleepy", [inst], "sleepy-v1")
+    await _run_batches(pool, 40)
+    assert set(inst.threads) == {"sleepy-v1-0"}
+    await asyncio.to_thread(pool.close)
+
+
+async def test_an_inline_execution_that_blocks_the_loop_sends_the_instance_back_at_once() -> None:
+    inst = _RecordingInstance()
+    pool = InstancePool("tiny", [inst], "tiny-v1")
+    await _run_batches(pool, 40)
+    loop_thread = threading.current_thread().name
+    assert inst.threads[-1] == loop_thread
+    original = inst.execute
+
+    def blocking_once(requests: Sequence[InferRequest]) -> Execution:
+        inst.execute = original  # type: ignore[method-assign]
+        time.sleep(0.005)
+        return original(requests)
+
+    inst.execute = blocking_once  # type: ignore[method-assign]
+    await _run_batches(pool, 2)
+    assert inst.threads[-2:] == [loop_thread, "tiny-v1-0"]
+    await asyncio.to_thread(pool.close)

@@ -58,6 +58,9 @@ class InThreadPythonInstance:
         self._outputs = [t.name for t in spec.outputs]
         self._runner = ModelRunner(model_file, module_name, args, decoupled=spec.decoupled, runtime=runtime)
         self._runner.initialize()
+        # A tiny model may run on the event loop (see scheduling.instances), unless it streams
+        # responses (decoupled) or calls other models (BLS waits for the loop: it cannot run there).
+        self.may_run_inline = not spec.decoupled and not _calls_other_models(model_file.parent)
 
     def execute(self, requests: Sequence[InferRequest]) -> Execution:
         start = time.perf_counter_ns()
@@ -80,3 +83,14 @@ class InThreadPythonInstance:
 
     def abort(self) -> bool:
         return False  # model code on the instance's thread cannot be stopped from outside
+
+
+def _calls_other_models(folder: Path) -> bool:
+    """Whether the model's Python files use BLS (pb_utils.InferenceRequest, its only entry point)."""
+    for path in folder.rglob("*.py"):
+        try:
+            if "InferenceRequest" in path.read_text(encoding="utf-8", errors="replace"):
+                return True
+        except OSError:
+            return True
+    return False
