@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="gRPC calls of these protocols need metadata triton-grpc-protocol-<key> with "
                             "value <value> (repeatable); protocols as for --http-restricted-api")
     _grpc_flags(serve)
+    serve.add_argument("--frontend-workers", type=_frontend_workers, default=0, metavar="N|auto",
+                       help="N processes serve the HTTP and gRPC ports (sharing them) and hand requests to "
+                            "this one, which runs the models: protocol work on more cores for many client "
+                            "connections; auto = one per CPU, at most 16; 0 = all in this process")
     _flag(serve, "--allow-metrics", True, "serve Prometheus metrics")
     serve.add_argument("--metrics-address", default="")
     serve.add_argument("--metrics-port", type=int, default=8002)
@@ -119,6 +123,15 @@ def _observability_settings(args: argparse.Namespace) -> dict[str, object]:
     values["log_format"] = args.log_format
     values["log_file"] = args.log_file
     return values
+
+
+def _frontend_workers(value: str) -> int:
+    from modelport.frontends.workers.options import worker_count
+
+    try:
+        return worker_count(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count from 0 or 'auto', got '{value}'") from None
 
 
 def _grpc_flags(serve: argparse.ArgumentParser) -> None:
@@ -218,6 +231,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         auto_complete_config=auto_complete,
         backend_config=parse_backend_config(args.backend_config),
         server_id=args.id,
+        frontend_workers=args.frontend_workers,
         allow_http=args.allow_http,
         http_address=args.http_address,
         http_port=args.http_port,

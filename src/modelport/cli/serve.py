@@ -19,8 +19,11 @@ from modelport.clock import Deadline
 from modelport.config.settings import ServerSettings
 from modelport.core.server import InferenceServer
 from modelport.frontends.grpc import GrpcServer
+from modelport.frontends.grpc.server import listen_address
 from modelport.frontends.http.app import create_http_app
 from modelport.frontends.http.protocol import BoundedHeadProtocol
+from modelport.frontends.workers.engine import WorkerFrontends
+from modelport.frontends.workers.supervisor import WorkerStartError
 from modelport.observability.logging import LogController
 from modelport.observability.metrics import MetricsApp, MetricsOptions, create_metrics_registry
 from modelport.repository.poller import RepositoryPoller
@@ -66,7 +69,8 @@ async def serve(settings: ServerSettings, logs: LogController | None = None) -> 
         if http_socket is not None:
             http_socket.close()
         return 1
-    grpc_server = GrpcServer(server, settings) if settings.allow_grpc else None
+    workers = settings.frontend_workers > 0
+    grpc_server = GrpcServer(server, settings) if settings.allow_grpc and not workers else None
     if grpc_server is not None:
         try:
             await grpc_server.start()
@@ -79,7 +83,12 @@ async def serve(settings: ServerSettings, logs: LogController | None = None) -> 
             return 1
         log.info("Started GRPCInferenceService at %s", grpc_server.address)
     frontends = _Frontends(grpc=grpc_server)
-    if http_socket is not None:
+    if workers:
+        if not await _start_workers(server, settings, frontends, http_socket):
+            if metrics_socket is not None:
+                metrics_socket.close()
+            return 1
+    elif http_socket is not None:
         frontends.http = _start_http(server, settings)
         frontends.http_task = asyncio.create_task(frontends.http.serve(sockets=[http_socket]))
         log.info("Started HTTPService at %s:%d", settings.http_address, settings.http_port)
@@ -145,6 +154,7 @@ class _Frontends:
     """The listening frontends, stopped together."""
 
     grpc: GrpcServer | None = None
+    workers: WorkerFrontends | None = None  # --frontend-workers: they hold the HTTP and gRPC ports
     http: _HttpServer | None = None
     http_task: asyncio.Task[None] | None = None
     metrics: _HttpServer | None = None
@@ -152,12 +162,45 @@ class _Frontends:
 
     async def stop(self, grace_s: float) -> None:
         grpc_stop = asyncio.create_task(self.grpc.stop(grace_s)) if self.grpc is not None else None
+        if self.workers is not None:
+            await self.workers.stop()
         for server, task in ((self.http, self.http_task), (self.metrics, self.metrics_task)):
             if server is not None and task is not None:
                 server.should_exit = True
                 await task
         if grpc_stop is not None:
             await grpc_stop
+
+
+async def _start_workers(
+    server: InferenceServer,
+    settings: ServerSettings,
+    frontends: _Frontends,
+    http_socket: socket.socket | None,
+) -> bool:
+    """--frontend-workers N: worker processes serve the public ports (checked free here, as without
+    workers) and hand every request to this process. False when they cannot start (logged)."""
+    if http_socket is not None:
+        http_socket.close()  # each worker binds the port itself, with SO_REUSEPORT
+    grpc_address = listen_address(settings.grpc_address, settings.grpc_port)
+    if settings.allow_grpc:
+        try:
+            _bind(settings.grpc_address, settings.grpc_port).close()
+        except OSError as exc:
+            log.error("failed to start GRPC service on %s: %s", grpc_address, exc)
+            return False
+    workers = WorkerFrontends(server, settings, _FRONTEND_GRACE_S)
+    try:
+        await workers.start()
+    except WorkerStartError as exc:
+        log.error("%s", exc)
+        return False
+    frontends.workers = workers
+    if settings.allow_grpc:
+        log.info("Started GRPCInferenceService at %s", grpc_address)
+    if settings.allow_http:
+        log.info("Started HTTPService at %s:%d", settings.http_address, settings.http_port)
+    return True
 
 
 def _start_metrics(server: InferenceServer, settings: ServerSettings) -> _HttpServer:
@@ -239,5 +282,6 @@ def _options_table(settings: ServerSettings) -> str:
                     if settings.allow_metrics else "off"],
         ["grpc_tls", "mutual" if settings.grpc_use_ssl_mutual else str(settings.grpc_use_ssl).lower()],
         ["exit_timeout", str(settings.exit_timeout_secs)],
+        ["frontend_workers", str(settings.frontend_workers)],
     ]
     return render_table(["Option", "Value"], rows)

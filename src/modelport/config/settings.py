@@ -52,6 +52,8 @@ class ServerSettings:
     auto_complete_config: bool = True
     backend_config: dict[str, dict[str, str]] = field(default_factory=dict)
     server_id: str = "modelport"
+    # Processes that own the HTTP and gRPC ports and hand requests to this one (0: serve them here).
+    frontend_workers: int = 0
 
     allow_http: bool = True
     http_address: str = "0.0.0.0"

@@ -127,27 +127,34 @@ def interceptors(server: InferenceServer, settings: ServerSettings) -> list[grpc
 
 
 class GrpcServer:
-    """Serves GRPCInferenceService for `server`; start() binds and starts, stop() drains."""
+    """Serves GRPCInferenceService for `server`; start() binds and starts, stop() drains.
 
-    def __init__(self, server: InferenceServer, settings: ServerSettings) -> None:
+    `private_address` (a `unix:` path) serves there in plaintext instead of the public port: the
+    engine's end for frontend workers' calls.
+    """
+
+    def __init__(
+        self, server: InferenceServer, settings: ServerSettings, private_address: str | None = None
+    ) -> None:
         self._server = server
         self._settings = settings
+        self._private_address = private_address
         self._grpc: grpc.aio.Server | None = None
         self.port = settings.grpc_port
 
     @property
     def address(self) -> str:
-        return listen_address(self._settings.grpc_address, self.port)
+        return self._private_address or listen_address(self._settings.grpc_address, self.port)
 
     async def start(self) -> None:
         """Bind and start serving; OSError when the address cannot be bound or TLS files are unreadable."""
         settings = self._settings
-        credentials = server_credentials(settings)
+        credentials = server_credentials(settings) if self._private_address is None else None
         server = grpc.aio.server(
             options=channel_options(settings), interceptors=interceptors(self._server, settings)
         )
         add_inference_service(InferenceServicer(self._server), server)
-        address = listen_address(settings.grpc_address, settings.grpc_port)
+        address = self._private_address or listen_address(settings.grpc_address, settings.grpc_port)
         try:
             if credentials is None:
                 self.port = server.add_insecure_port(address)

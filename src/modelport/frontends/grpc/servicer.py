@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import grpc
@@ -201,10 +201,13 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
     # --- inference -----------------------------------------------------------------------
     @unary_errors
     async def ModelInfer(self, request: Any, context: Any) -> Any:
-        infer_request = await self._decode(request)
-        traceparent = (
-            traceparent_from_metadata(context.invocation_metadata()) if self._server.tracing.active else None
-        )
+        return await self.infer_message(request, context.invocation_metadata())
+
+    async def infer_message(self, msg: Any, metadata: Iterable[tuple[str, Any]] | None) -> Any:
+        """ModelInfer's work on a parsed request and its invocation metadata; frontend workers' calls
+        come here too. Raises ModelportError."""
+        infer_request = await self._decode(msg)
+        traceparent = traceparent_from_metadata(metadata) if self._server.tracing.active else None
         response = await self._server.infer(infer_request, None, traceparent, endpoint="ModelInfer RPC")
         return grpc_v2.encode_response(response)
 
