@@ -56,6 +56,13 @@ def http_status(url: str, timeout: float = 2.0) -> int | None:
         return None
 
 
+def _frontend_workers_args() -> list[str]:
+    """MODELPORT_TEST_FRONTEND_WORKERS=N runs every test server with --frontend-workers N (a check that
+    worker mode behaves as one process does; tests that name the flag themselves override it)."""
+    workers = os.environ.get("MODELPORT_TEST_FRONTEND_WORKERS", "")
+    return ["--frontend-workers", workers] if workers else []
+
+
 @dataclass
 class ServerProcess:
     """One `modelport serve` subprocess and where it listens."""
@@ -106,6 +113,7 @@ class ServerProcess:
             HOST,
             *self._grpc_args(),
             "--allow-metrics=false",
+            *_frontend_workers_args(),
             *self.extra_args,
         ]
 

@@ -162,14 +162,15 @@ class _Frontends:
 
     async def stop(self, grace_s: float) -> None:
         grpc_stop = asyncio.create_task(self.grpc.stop(grace_s)) if self.grpc is not None else None
-        if self.workers is not None:
-            await self.workers.stop()
+        workers_stop = asyncio.create_task(self.workers.stop()) if self.workers is not None else None
         for server, task in ((self.http, self.http_task), (self.metrics, self.metrics_task)):
             if server is not None and task is not None:
                 server.should_exit = True
                 await task
         if grpc_stop is not None:
             await grpc_stop
+        if workers_stop is not None:
+            await workers_stop
 
 
 async def _start_workers(

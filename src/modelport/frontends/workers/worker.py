@@ -138,4 +138,9 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    code = main(sys.argv)
+    # Everything is closed by now; the interpreter's own teardown (grpc's included) would hold the
+    # engine's shutdown a few hundred milliseconds longer for nothing.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
