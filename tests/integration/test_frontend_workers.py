@@ -125,6 +125,17 @@ def workers_holding(server_port: int, workers: set[int]) -> set[int]:
     return {pid for pid in workers if socket_inodes(pid) & inodes}
 
 
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past the probes' TIME_WAIT
+        try:
+            sock.bind((HOST, port))
+            sock.listen()
+        except OSError:
+            return False  # the kernel may take a moment to drop a dead process's listening sockets
+    return True
+
+
 def wait_for(condition: Callable[[], T], timeout: float, what: str) -> T:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -487,19 +498,18 @@ def test_sigterm_drains_requests_in_flight_through_workers(repo: Path, tmp_path:
 def test_a_killed_engine_takes_its_workers_along(repo: Path, tmp_path: Path) -> None:
     server = ServerProcess(repo, tmp_path / "killed.log", tuple(FLAGS), grpc=True)
     server.start()
+    pids: set[int] = set()
     try:
         pids = workers(server)
         os.kill(server.pid, signal.SIGKILL)
         server.process.wait(timeout=10)  # type: ignore[union-attr]
         wait_for(lambda: not any(alive(pid) for pid in pids), 3, "the workers to exit")
-        with socket.socket() as sock:  # nothing listens on the port any more
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past the probes' TIME_WAIT
-            sock.bind((HOST, server.port))
-            sock.listen()
+        wait_for(lambda: port_is_free(server.port), 3, "the port to be free")  # nothing listens on it
     finally:
         server.kill()
-        for pid in children(server.pid):
-            os.kill(pid, signal.SIGKILL)
+        for pid in pids:
+            if alive(pid):  # only when the check above failed
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_a_busy_port_fails_startup_with_workers(repo: Path) -> None:

@@ -60,6 +60,7 @@ def frames_of(*frames: tuple[int, int, Any, bytes]) -> bytes:
     sender.connection_made(transport)
     for request_id, kind, head, body in frames:
         sender.send(request_id, kind, head, body)
+    sender.flush()
     return bytes(transport.written)
 
 
@@ -130,6 +131,8 @@ def client() -> tuple[LinkClient, RecordingTransport]:
 
 
 def sent_frames(transport: RecordingTransport) -> list[Frame]:
+    assert transport.protocol is not None
+    transport.protocol.flush()
     protocol, got, _ = receiver()
     feed(protocol, bytes(transport.written), 1 << 20)
     transport.written.clear()

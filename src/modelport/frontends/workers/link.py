@@ -61,6 +61,8 @@ class FrameProtocol(asyncio.BufferedProtocol):
         self._transport: asyncio.Transport | None = None
         self._paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
+        self._outgoing: list[Body] = []  # frames to write at the end of this turn of the loop
+        self._flush_scheduled = False
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     # --- reading -------------------------------------------------------------------------
@@ -132,16 +134,31 @@ class FrameProtocol(asyncio.BufferedProtocol):
 
     # --- writing -------------------------------------------------------------------------
     def send(self, request_id: int, kind: int, head: Any, body: Body = b"") -> None:
-        """Queue one frame for writing; raises LinkError when the link is down."""
+        """Queue one frame for writing; raises LinkError when the link is down.
+
+        The frames queued in one turn of the event loop go out together at its end, in one system
+        call: under load many answers (or requests) share a write.
+        """
         transport = self._transport
         if transport is None or transport.is_closing():
             raise LinkError("the frontend link is closed")
         head_bytes = pickle.dumps(head, protocol=pickle.HIGHEST_PROTOCOL)
         header = HEADER.pack(request_id, kind, len(head_bytes), len(body))
         if len(body) < DIRECT_BYTES:
-            transport.write(b"".join((header, head_bytes, body)))
+            self._outgoing.append(b"".join((header, head_bytes, body)))
         else:
-            transport.writelines((header + head_bytes, body))
+            self._outgoing.append(header + head_bytes)
+            self._outgoing.append(body)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write the queued frames now."""
+        self._flush_scheduled = False
+        outgoing, self._outgoing = self._outgoing, []
+        if outgoing and self._transport is not None and not self._transport.is_closing():
+            self._transport.writelines(outgoing)
 
     async def drain(self) -> None:
         """Return once the peer has taken what is queued (at once unless writing is paused)."""
@@ -173,6 +190,7 @@ class FrameProtocol(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        self._outgoing = []
         self._wake_writers(LinkError("the frontend link is closed"))
         if not self.lost.done():
             self.lost.set_result(None)
