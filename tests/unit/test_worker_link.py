@@ -1,5 +1,6 @@
 """The frontend workers' link: frames survive any split into reads, large bodies land in their own
 buffer, limits close the link, answers find their calls, and a cancelled call tells the engine.
+Also the engine's HTTP bridge, the workers' options and the --frontend-workers flag.
 
 The protocols are driven directly (get_buffer / buffer_updated, a recording transport): no sockets.
 """
@@ -7,10 +8,12 @@ The protocols are driven directly (get_buffer / buffer_updated, a recording tran
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from modelport.cli.main import build_parser, settings_from_args
 from modelport.config.settings import Restriction, ServerSettings
 from modelport.frontends.workers.bridge import HttpBridge
 from modelport.frontends.workers.link import (
@@ -252,3 +255,18 @@ async def test_the_http_bridge_answers_500_for_an_app_that_fails() -> None:
     (status, headers), body = await HttpBridge(app)(HEAD, b"")
     assert status == 500 and b"boom" in body
     assert (b"content-length", b"%d" % len(body)) in headers
+
+
+def serve_settings(repo: Path, *args: str) -> ServerSettings:
+    return settings_from_args(build_parser().parse_args(["serve", "--model-repository", str(repo), *args]))
+
+
+def test_the_frontend_workers_flag(tmp_path: Path) -> None:
+    assert serve_settings(tmp_path).frontend_workers == 0
+    assert serve_settings(tmp_path, "--frontend-workers", "3").frontend_workers == 3
+    assert 1 <= serve_settings(tmp_path, "--frontend-workers=auto").frontend_workers <= 16
+    with pytest.raises(SystemExit):
+        serve_settings(tmp_path, "--frontend-workers", "-2")
+    with pytest.raises(SystemExit, match="fixed ports"):
+        serve_settings(tmp_path, "--frontend-workers", "2", "--grpc-port", "0")
+    assert serve_settings(tmp_path, "--frontend-workers", "2", "--grpc-port", "0", "--allow-grpc=false")

@@ -213,6 +213,9 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     for repo in args.model_repository:
         if not repo.is_dir():
             raise SystemExit(f"--model-repository '{repo}' is not a folder")
+    any_port = (args.allow_http and args.http_port == 0) or (args.allow_grpc and args.grpc_port == 0)
+    if args.frontend_workers and any_port:
+        raise SystemExit("--frontend-workers needs fixed ports: the workers share them (0 picks one each)")
     auto_complete = not args.disable_auto_complete_config
     if args.strict_model_config is not None:
         print(

@@ -88,7 +88,7 @@ class FrameProtocol(asyncio.BufferedProtocol):
         self._end += nbytes
         try:
             self._parse()
-        except LinkError as exc:
+        except Exception as exc:  # a frame over the bounds, or a head that does not unpickle
             log.error("closing the frontend link: %s", exc)
             self.close()
 

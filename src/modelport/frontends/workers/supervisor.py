@@ -69,8 +69,12 @@ class Supervisor:
 
     async def start(self, timeout_s: float) -> None:
         """Start every worker, wait until each serves; WorkerStartError (none left running) if one can't."""
-        for worker in self._workers:
-            await self._spawn(worker)
+        try:
+            for worker in self._workers:
+                self._spawn(worker)
+        except OSError as exc:
+            await self._terminate(0.0)
+            raise WorkerStartError(f"cannot start the frontend workers: {exc}") from None
         try:
             await asyncio.wait_for(self._wait_all_ready(), timeout_s)
         except (WorkerStartError, asyncio.TimeoutError) as exc:
@@ -81,7 +85,7 @@ class Supervisor:
         self._watchers = [asyncio.create_task(self._watch(w)) for w in self._workers]
         log.info("Started %d frontend workers (pids %s)", len(self._workers), ", ".join(map(str, self.pids)))
 
-    async def _spawn(self, worker: _Worker) -> None:
+    def _spawn(self, worker: _Worker) -> None:
         worker.ready.clear()
         worker.started_at = time.monotonic()
         worker.process = subprocess.Popen(self._command(worker.index), stdin=subprocess.DEVNULL)
@@ -122,7 +126,10 @@ class Supervisor:
             await asyncio.sleep(delay)
             if self._stopping:
                 return
-            await self._spawn(worker)
+            try:
+                self._spawn(worker)
+            except OSError as exc:  # no process could be started: the next try waits longer
+                log.error("cannot start frontend worker %d: %s", worker.index, exc)
 
     async def stop(self, grace_s: float) -> None:
         """SIGTERM every worker: each stops listening and finishes what it has in flight within
