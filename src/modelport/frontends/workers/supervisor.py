@@ -161,10 +161,11 @@ async def exit_code(process: subprocess.Popen[bytes]) -> int:
     code = process.poll()
     if code is not None:
         return code
-    if not hasattr(os, "pidfd_open"):
+    try:
+        fd = os.pidfd_open(process.pid)  # not reaped yet (poll() above): the pid is still this process's
+    except (AttributeError, OSError):  # no pidfd (Python or kernel): a thread waits
         return await asyncio.to_thread(process.wait)
     loop = asyncio.get_running_loop()
-    fd = os.pidfd_open(process.pid)  # not reaped yet (poll() above): the pid is still this process's
     try:
         ended: asyncio.Future[None] = loop.create_future()
 
