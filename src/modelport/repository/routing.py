@@ -134,6 +134,8 @@ class TrafficRouter:
         """
         if not ready:
             return None
+        if self.source == "default":
+            return ready[-1]  # no split and no pin: the newest
         policy = self.policy
         if policy.pin is not None and policy.pin in ready:
             return policy.pin

@@ -8,6 +8,7 @@ so a head may pass the limit by at most one read (256 KiB) before it is refused.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -23,13 +24,53 @@ _RESPONSE = (
 )
 
 
+class PairedWrites:
+    """A transport that sends a write together with the one that follows it, in one system call.
+
+    uvicorn writes a response's head and its body separately, one system call each. Here the
+    first write waits for the second (they come in the same turn of the event loop) and both go
+    out as one `writelines`; a write that no other follows goes out at the end of the turn.
+    Everything else is the wrapped transport's.
+    """
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is None:
+            self._held = data if type(data) is bytes else bytes(data)
+            self._loop.call_soon(self.flush)
+        else:
+            self._held = None
+            self._transport.writelines((held, data))
+
+    def flush(self) -> None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class BoundedHeadProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, refusing a request head longer than MAX_HEAD_BYTES."""
+    """uvicorn's httptools protocol, refusing a request head longer than MAX_HEAD_BYTES; a
+    response's head and body leave in one write."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._in_head = True  # a connection starts with a request head
         self._head_bytes = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(PairedWrites(transport, asyncio.get_running_loop()))  # type: ignore[arg-type]
 
     def data_received(self, data: bytes) -> None:
         if self._in_head:
