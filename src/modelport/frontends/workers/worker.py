@@ -66,6 +66,8 @@ class _Frontends:
             self.http_task = asyncio.create_task(self.http.serve(sockets=[sock]))
             while not self.http.started and not self.http_task.done():
                 await asyncio.sleep(0.005)
+            if not self.http.started:  # uvicorn gave up (it logged why)
+                return BIND_FAILED_EXIT
         if settings.allow_grpc:
             self.channel = engine_channel(options.engine_grpc, settings)
             try:
