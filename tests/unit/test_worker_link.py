@@ -8,6 +8,10 @@ The protocols are driven directly (get_buffer / buffer_updated, a recording tran
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,7 @@ import pytest
 from modelport.cli.main import build_parser, settings_from_args
 from modelport.config.settings import Restriction, ServerSettings
 from modelport.frontends.workers.bridge import HttpBridge
+from modelport.frontends.workers.engine import FOLDER_PREFIX, remove_stale_folders
 from modelport.frontends.workers.link import (
     DIRECT_BYTES,
     HEADER,
@@ -270,3 +275,16 @@ def test_the_frontend_workers_flag(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="fixed ports"):
         serve_settings(tmp_path, "--frontend-workers", "2", "--grpc-port", "0")
     assert serve_settings(tmp_path, "--frontend-workers", "2", "--grpc-port", "0", "--allow-grpc=false")
+
+
+def test_only_dead_engines_folders_are_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    stale = tmp_path / f"{FOLDER_PREFIX}{ended.pid}-abc"
+    live = tmp_path / f"{FOLDER_PREFIX}{os.getpid()}-def"
+    other = tmp_path / "modelport-override-1-x"
+    for folder in (stale, live, other):
+        folder.mkdir()
+    remove_stale_folders()
+    assert (stale.exists(), live.exists(), other.exists()) == (False, True, True)

@@ -29,6 +29,7 @@ from modelport.frontends.workers.supervisor import Supervisor, WorkerStartError
 log = logging.getLogger("modelport.server")
 
 WORKER_START_TIMEOUT_S = 60.0
+FOLDER_PREFIX = "modelport-workers-"
 WORKER_MODULE = "modelport.frontends.workers.worker"
 
 
@@ -51,7 +52,9 @@ class WorkerFrontends:
     async def start(self) -> None:
         """WorkerStartError when a worker cannot start (it logged why); nothing is left running then."""
         settings = self._settings
-        self._folder = Path(tempfile.mkdtemp(prefix="modelport-workers-"))  # mode 0700: ours alone
+        remove_stale_folders()
+        # Mode 0700: ours alone. Named after this process, so that a later engine can tell it is stale.
+        self._folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-"))
         handlers: dict[int, Handler] = {}
         max_body = 0
         engine_grpc = ""
@@ -98,3 +101,17 @@ class WorkerFrontends:
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
+
+
+def remove_stale_folders() -> None:
+    """Remove the private folders of engines that were killed (they could not remove their own)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*-*"):
+        pid = folder.name[len(FOLDER_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit() or not folder.is_dir() or folder.stat().st_uid != os.getuid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            pass  # a live process of another user: not ours to judge
