@@ -188,7 +188,7 @@ class HttpApp:
         await self.app(scope, receive, send)
 
 
-    def _infer_route(self, scope: Scope) -> tuple[Route | None, HeaderCheck | None, dict[str, Any]]:
+    def _infer_route(self, scope: Scope) -> tuple[Route | None, HeaderCheck | None, Scope]:
         """The inference route `scope` goes to, its header check and its path parameters."""
         params = None if scope.get("root_path") else infer_path_params(scope["path"])
         if params is not None:  # the common case, matched without the routes' regular expressions
