@@ -1,6 +1,6 @@
 """Interleaved perf_analyzer benchmark of the floor servers in this folder.
 
-  python bench.py [--rounds 2] [--conc 1,4,16] [--stacks name,name,...] [--out results]
+  python bench.py [--rounds 2] [--conc 1,4,16] [--stacks name,name,...] [--out data]
 
 For each round, every selected stack (rotated order per round) is started on a
 fresh port, checked with ServerLive, then perf_analyzer runs at each concurrency
@@ -168,7 +168,7 @@ def main():
     ap.add_argument("--conc", default="1,4,16")
     ap.add_argument("--stacks", default=",".join(DEFAULT))
     ap.add_argument("--window-ms", type=int, default=2000)
-    ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    ap.add_argument("--out", default=os.path.join(HERE, "data"))
     ap.add_argument("--round-offset", type=int, default=0,
                     help="number the rounds from here (to add rounds to an existing OUT)")
     ap.add_argument("--retries", type=int, default=2, help="re-runs when others loaded the machine")
