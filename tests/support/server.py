@@ -63,6 +63,13 @@ def _frontend_workers_args() -> list[str]:
     return ["--frontend-workers", workers] if workers else []
 
 
+def _grpc_stack_args() -> list[str]:
+    """MODELPORT_TEST_GRPC_STACK=h2|aio runs every test server's gRPC port on that stack (default: the
+    server's own default; tests that name the flag themselves override it)."""
+    stack = os.environ.get("MODELPORT_TEST_GRPC_STACK", "")
+    return ["--grpc-stack", stack] if stack else []
+
+
 @dataclass
 class ServerProcess:
     """One `modelport serve` subprocess and where it listens."""
@@ -120,7 +127,7 @@ class ServerProcess:
     def _grpc_args(self) -> list[str]:
         if not self.grpc:
             return ["--allow-grpc=false"]
-        return ["--grpc-address", HOST, "--grpc-port", str(self.grpc_port)]
+        return ["--grpc-address", HOST, "--grpc-port", str(self.grpc_port), *_grpc_stack_args()]
 
     def start(self, attempts: int = 3, *, wait_for_models: bool = True) -> None:
         """Start and wait for liveness (and, by default, for the startup models to load).

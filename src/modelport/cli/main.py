@@ -159,6 +159,9 @@ def _grpc_flags(serve: argparse.ArgumentParser) -> None:
                        default=defaults.grpc_http2_max_ping_strikes)
     serve.add_argument("--grpc-max-connection-age", type=int, default=0, help="ms; 0 = unlimited")
     serve.add_argument("--grpc-max-connection-age-grace", type=int, default=0, help="ms; 0 = unlimited")
+    serve.add_argument("--grpc-stack", choices=["h2", "aio"], default="h2",
+                       help="gRPC server: h2 (HTTP/2 on the h2 library, faster) or aio (grpc.aio); "
+                            "frontend workers always use aio")
 
 
 _GRPC_SETTINGS = (
@@ -166,7 +169,7 @@ _GRPC_SETTINGS = (
     "grpc_server_cert", "grpc_server_key", "grpc_root_cert", "grpc_keepalive_time",
     "grpc_keepalive_timeout", "grpc_keepalive_permit_without_calls", "grpc_http2_max_pings_without_data",
     "grpc_http2_min_recv_ping_interval_without_data", "grpc_http2_max_ping_strikes",
-    "grpc_max_connection_age", "grpc_max_connection_age_grace",
+    "grpc_max_connection_age", "grpc_max_connection_age_grace", "grpc_stack",
 )
 
 

@@ -19,6 +19,7 @@ from modelport.clock import Deadline
 from modelport.config.settings import ServerSettings
 from modelport.core.server import InferenceServer
 from modelport.frontends.grpc import GrpcServer
+from modelport.frontends.grpc.h2 import H2GrpcServer
 from modelport.frontends.grpc.server import listen_address
 from modelport.frontends.http.app import create_http_app
 from modelport.frontends.http.protocol import BoundedHeadProtocol
@@ -70,7 +71,7 @@ async def serve(settings: ServerSettings, logs: LogController | None = None) -> 
             http_socket.close()
         return 1
     workers = settings.frontend_workers > 0
-    grpc_server = GrpcServer(server, settings) if settings.allow_grpc and not workers else None
+    grpc_server = _grpc_server(server, settings) if settings.allow_grpc and not workers else None
     if grpc_server is not None:
         try:
             await grpc_server.start()
@@ -153,7 +154,7 @@ async def _serve_models(
 class _Frontends:
     """The listening frontends, stopped together."""
 
-    grpc: GrpcServer | None = None
+    grpc: GrpcServer | H2GrpcServer | None = None
     workers: WorkerFrontends | None = None  # --frontend-workers: they hold the HTTP and gRPC ports
     http: _HttpServer | None = None
     http_task: asyncio.Task[None] | None = None
@@ -202,6 +203,10 @@ async def _start_workers(
     if settings.allow_http:
         log.info("Started HTTPService at %s:%d", settings.http_address, settings.http_port)
     return True
+
+
+def _grpc_server(server: InferenceServer, settings: ServerSettings) -> GrpcServer | H2GrpcServer:
+    return H2GrpcServer(server, settings) if settings.grpc_stack == "h2" else GrpcServer(server, settings)
 
 
 def _start_metrics(server: InferenceServer, settings: ServerSettings) -> _HttpServer:
@@ -282,6 +287,7 @@ def _options_table(settings: ServerSettings) -> str:
         ["metrics", f"{settings.metrics_address or settings.http_address}:{settings.metrics_port}"
                     if settings.allow_metrics else "off"],
         ["grpc_tls", "mutual" if settings.grpc_use_ssl_mutual else str(settings.grpc_use_ssl).lower()],
+        ["grpc_stack", "aio" if settings.frontend_workers else settings.grpc_stack],
         ["exit_timeout", str(settings.exit_timeout_secs)],
         ["frontend_workers", str(settings.frontend_workers)],
     ]

@@ -78,6 +78,7 @@ class ServerSettings:
     grpc_http2_max_ping_strikes: int = 2
     grpc_max_connection_age: int = 0  # 0: unlimited
     grpc_max_connection_age_grace: int = 0  # 0: unlimited
+    grpc_stack: str = "h2"  # h2 (the h2 library) | aio (grpc.aio)
     # Restricted APIs: category -> the header its requests need; a category left out is open to all.
     http_restricted_apis: Mapping[str, Restriction] = field(default_factory=dict)
     grpc_restricted_protocols: Mapping[str, Restriction] = field(default_factory=dict)

@@ -127,14 +127,20 @@ class _Registrations:
         self.service, self.handlers = service, handlers
 
 
-def add_inference_service(servicer: Any, server: grpc.aio.Server) -> None:
-    """Register GRPCInferenceService on `server` with every method handler wrapped."""
+def inference_handlers(servicer: Any) -> tuple[str, dict[str, grpc.RpcMethodHandler]]:
+    """GRPCInferenceService's full name and its method handlers by method name, each wrapped; no
+    handlers when the generated code is too old to hand them over."""
     found = _Registrations()
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, found)
-    if not found.handlers:  # generated code from an older grpcio-tools: register it as it is
+    return found.service, {name: wrapped(handler) for name, handler in found.handlers.items()}
+
+
+def add_inference_service(servicer: Any, server: grpc.aio.Server) -> None:
+    """Register GRPCInferenceService on `server` with every method handler wrapped."""
+    service, handlers = inference_handlers(servicer)
+    if not handlers:  # generated code from an older grpcio-tools: register it as it is
         log.warning("gRPC method handlers not found; malformed requests will be answered UNKNOWN")
         service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
         return
-    handlers = {name: wrapped(handler) for name, handler in found.handlers.items()}
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(found.service, handlers),))
-    server.add_registered_method_handlers(found.service, handlers)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+    server.add_registered_method_handlers(service, handlers)
