@@ -159,7 +159,6 @@ class GrpcConnection(asyncio.Protocol):
     # --- h2 events -----------------------------------------------------------------------------
     def _on_request(self, event: RequestReceived) -> None:
         stream_id = event.stream_id
-        self._keepalive.policy.received_traffic()
         try:
             call = self._new_call(stream_id, parse_request(event.headers or ()))
         except WireError as exc:
@@ -202,7 +201,6 @@ class GrpcConnection(asyncio.Protocol):
             if event.flow_controlled_length:
                 self._h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
             return
-        self._keepalive.policy.received_traffic()
         call.feed(event.data, event.flow_controlled_length)
 
     def _on_end(self, event: StreamEnded) -> None:
@@ -250,6 +248,7 @@ class GrpcConnection(asyncio.Protocol):
     def send_data(self, stream_id: int, data: bytes) -> None:
         if not self._gone:
             self._outbox.data(stream_id, data)
+            self._keepalive.sent_data()
             self._flush_soon()
 
     def end_stream(self, stream_id: int, trailers: list[Header]) -> None:
@@ -260,6 +259,7 @@ class GrpcConnection(asyncio.Protocol):
     def acknowledge(self, stream_id: int, size: int) -> None:
         if size and not self._gone:
             self._h2.acknowledge_received_data(size, stream_id)
+            self._keepalive.sent_data()
             self._flush_soon()
 
     async def drained(self, stream_id: int) -> None:

@@ -5,8 +5,9 @@ abuse policy for the client's PINGs, and the maximum connection age.
   at most `max_pings_without_data` times between two writes of data; an unanswered PING closes the
   connection after `keepalive_timeout`.
 * A client PING sooner than `min_ping_interval` after its previous one (two hours while no call is
-  in flight, unless permitted) is a strike; strikes reset when the client sends HEADERS or DATA,
-  and more than `max_ping_strikes` end the connection with GOAWAY ENHANCE_YOUR_CALM.
+  in flight, unless permitted) is a strike; strikes are forgiven whenever the server writes
+  HEADERS, DATA or a WINDOW_UPDATE, and more than `max_ping_strikes` end the connection with
+  GOAWAY ENHANCE_YOUR_CALM.
 * A connection older than `max_age` (+-10%) gets GOAWAY; `max_age_grace` later it is closed.
 """
 
@@ -46,8 +47,8 @@ class PingPolicy:
         self._strikes += 1
         return options.max_ping_strikes != 0 and self._strikes > options.max_ping_strikes
 
-    def received_traffic(self) -> None:
-        """The client sent HEADERS or DATA: its strikes are forgiven."""
+    def forgive(self) -> None:
+        """The server wrote HEADERS, DATA or a WINDOW_UPDATE: the strikes so far are forgiven."""
         self._strikes = 0
 
 
@@ -88,7 +89,9 @@ class Keepalive:
             self._ping_timeout = None
 
     def sent_data(self) -> None:
+        """The server wrote HEADERS, DATA or a WINDOW_UPDATE (grpc-core's "ping clock" reset)."""
         self._pings_without_data = 0
+        self.policy.forgive()
 
     def ping_acknowledged(self, payload: bytes) -> None:
         if payload == self._payload and self._ping_timeout is not None:
