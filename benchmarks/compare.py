@@ -69,15 +69,16 @@ class Variant:
     repository: str
     server: str = "modelport"
     env: tuple[tuple[str, str], ...] = ()
+    flags: tuple[str, ...] = ()  # extra server flags (flag=--grpc-stack=aio, once per flag)
 
 
 def parse_variant(text: str) -> Variant:
-    """NAME=REPOSITORY[,server=modelport|triton][,KEY=VALUE...] -> Variant."""
+    """NAME=REPOSITORY[,server=modelport|triton][,flag=--server-flag...][,KEY=VALUE...] -> Variant."""
     name, sep, rest = text.partition("=")
     parts = rest.split(",")
     if not sep or not name or not parts[0]:
         raise argparse.ArgumentTypeError(f"expected NAME=REPOSITORY[,KEY=VALUE...], got {text!r}")
-    server, env = "modelport", []
+    server, env, flags = "modelport", [], []
     for item in parts[1:]:
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -86,9 +87,11 @@ def parse_variant(text: str) -> Variant:
             if value not in SERVERS:
                 raise argparse.ArgumentTypeError(f"server= takes one of {', '.join(SERVERS)}, got {value!r}")
             server = value
+        elif key.lower() == "flag":
+            flags.append(value)
         else:
             env.append((key, value))
-    return Variant(name, parts[0], server, tuple(env))
+    return Variant(name, parts[0], server, tuple(env), tuple(flags))
 
 
 def parse_protocols(text: str) -> list[str]:
@@ -120,6 +123,8 @@ def server_command(args: argparse.Namespace, variant: Variant, tmpdir: str | Non
         env = ((("TMPDIR", tmpdir),) if tmpdir else ()) + env
     else:
         command = DEFAULT_SERVER_CMD
+    if variant.flags:
+        command += " " + " ".join(shlex.quote(_literal(flag)) for flag in variant.flags)
     if env:
         assignments = " ".join(shlex.quote(_literal(f"{k}={v}")) for k, v in env)
         command = f"env {assignments} {command}"
