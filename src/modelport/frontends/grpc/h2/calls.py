@@ -18,10 +18,13 @@ import grpc
 
 from modelport.frontends.grpc.errors import internal_message
 from modelport.frontends.grpc.h2.context import CallContext
-from modelport.frontends.grpc.h2.headers import RESPONSE_HEADERS, Header, status_headers, trailers_only
+from modelport.frontends.grpc.h2.headers import RESPONSE_HEADERS, Headers, status_headers, trailers_only
 from modelport.frontends.grpc.h2.messages import (
+    CANCELLED,
+    DEADLINE_EXCEEDED,
     INTERNAL,
     RESOURCE_EXHAUSTED,
+    UNKNOWN,
     Message,
     MessageReader,
     WireError,
@@ -32,8 +35,6 @@ from modelport.frontends.grpc.h2.service import Method, Service
 
 log = logging.getLogger(__name__)
 
-CANCELLED = 1
-DEADLINE_EXCEEDED = 4
 # A response this large goes out as its prefix and itself, not copied into one buffer.
 _COPY_BELOW = 64 * 1024
 
@@ -41,9 +42,11 @@ _COPY_BELOW = 64 * 1024
 class Link(Protocol):
     """What a call needs from its connection."""
 
-    def send_headers(self, stream_id: int, headers: list[Header]) -> None: ...
-    def send_data(self, stream_id: int, data: bytes) -> None: ...
-    def end_stream(self, stream_id: int, trailers: list[Header]) -> None: ...
+    def send(
+        self, stream_id: int, headers: Headers | None, data: tuple[bytes, ...], trailers: Headers | None
+    ) -> None:
+        """HEADERS (when given), then DATA under flow control, then the trailers that end the stream."""
+
     def acknowledge(self, stream_id: int, size: int) -> None: ...
     async def drained(self, stream_id: int) -> None: ...
     def call_ended(self, call: Call) -> None: ...
@@ -196,19 +199,21 @@ class Call:
             limit = self._send_limit
             self.fail(RESOURCE_EXHAUSTED, f"SERVER: Sent message larger than max ({size} vs. {limit})")
             return
-        link, stream_id = self._link, self.stream_id
+        headers = None
         if not self._responded:
             self._responded = True
-            link.send_headers(stream_id, RESPONSE_HEADERS)
-        if size < _COPY_BELOW:
-            link.send_data(stream_id, framed(payload))
-        else:
-            link.send_data(stream_id, prefix(size))
-            link.send_data(stream_id, payload)
+            headers = RESPONSE_HEADERS
+        data = (framed(payload),) if size < _COPY_BELOW else (prefix(size), payload)
         if last:
-            self._finish(0, "")
+            self._close(0, "", headers, data)
+        else:
+            self._link.send(self.stream_id, headers, data, None)
 
     def _finish(self, code: int, message: str) -> None:
+        self._close(code, message, None, ())
+
+    def _close(self, code: int, message: str, headers: Headers | None, data: tuple[bytes, ...]) -> None:
+        """The call's last frames: what is left of its response, then its status."""
         if self._closed:
             return
         self._closed = True
@@ -219,7 +224,7 @@ class Call:
             trailers = status_headers(code, message, trailing)
         else:
             trailers = trailers_only(code, message, trailing)
-        self._link.end_stream(self.stream_id, trailers)
+        self._link.send(self.stream_id, headers, data, trailers)
         self._link.call_ended(self)
 
     def _stop_task(self) -> None:
@@ -245,7 +250,7 @@ def _aborted(context: CallContext, error: BaseException) -> tuple[int, str]:
     """
     error.__traceback__ = None
     code, details = context.status()
-    return (code or 2), details  # an abort always carries a status; 2 is UNKNOWN
+    return (code or UNKNOWN), details  # an abort always carries a status
 
 
 class RequestStream:

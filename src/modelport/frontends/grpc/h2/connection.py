@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any, cast
 
 from h2.config import H2Configuration
@@ -34,24 +33,17 @@ from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
 
+from modelport.frontends.grpc.h2.admission import HttpRefusal, open_call
 from modelport.frontends.grpc.h2.calls import Call
-from modelport.frontends.grpc.h2.context import CallContext
-from modelport.frontends.grpc.h2.headers import (
-    Header,
-    RequestHead,
-    parse_request,
-    timeout_seconds,
-    trailers_only,
-)
+from modelport.frontends.grpc.h2.headers import Headers, parse_request, trailers_only
 from modelport.frontends.grpc.h2.keepalive import Keepalive
-from modelport.frontends.grpc.h2.messages import UNIMPLEMENTED, MessageReader, WireError, encoding_bits
+from modelport.frontends.grpc.h2.messages import UNAVAILABLE, WireError
 from modelport.frontends.grpc.h2.options import H2Options
 from modelport.frontends.grpc.h2.outbox import Outbox
 from modelport.frontends.grpc.h2.service import Service
 
 log = logging.getLogger(__name__)
 
-UNAVAILABLE = 14
 _CONFIG = H2Configuration(
     client_side=False,
     header_encoding=None,
@@ -61,10 +53,6 @@ _CONFIG = H2Configuration(
     normalize_inbound_headers=False,
 )
 _LAST_STREAM = 2**31 - 1
-
-
-class _Refused(Exception):
-    """A new stream this connection does not take now (RST_STREAM REFUSED_STREAM; clients retry)."""
 
 
 class GrpcConnection(asyncio.Protocol):
@@ -85,9 +73,11 @@ class GrpcConnection(asyncio.Protocol):
         self._gone = False
         self._last_stream = _LAST_STREAM  # streams above it are refused once draining
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.writes = 0  # HEADERS, DATA and WINDOW_UPDATE written: the keepalive rules count them
         self._keepalive = Keepalive(
-            options, ping=self._ping, goaway=self.drain, close=self.abort, busy=lambda: bool(self._calls)
-        )
+            options, ping=self._ping, goaway=self.drain, close=self.abort,
+            busy=lambda: bool(self._calls), writes=lambda: self.writes,
+        )  # fmt: skip
         self._dispatch: dict[type, Any] = {
             RequestReceived: self._on_request,
             DataReceived: self._on_data,
@@ -159,41 +149,21 @@ class GrpcConnection(asyncio.Protocol):
     # --- h2 events -----------------------------------------------------------------------------
     def _on_request(self, event: RequestReceived) -> None:
         stream_id = event.stream_id
+        if stream_id > self._last_stream or self._outbox.pending > self._options.outbox_limit:
+            self._h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)  # clients retry these
+            return
         try:
-            call = self._new_call(stream_id, parse_request(event.headers or ()))
+            head = parse_request(event.headers or ())
+            call = open_call(self, stream_id, head, self._service, self._options, self._peer)
         except WireError as exc:
             self._outbox.close(stream_id, trailers_only(exc.code, exc.message))
             return
-        except _Refused:
-            self._h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
-            return
-        if call is None:
+        except HttpRefusal as exc:
+            self._outbox.close(stream_id, [(b":status", exc.status)])
             return
         self._calls[stream_id] = call
         if call.streaming:
             call.start_stream()
-
-    def _new_call(self, stream_id: int, head: RequestHead) -> Call | None:
-        if stream_id > self._last_stream or self._outbox.pending > self._options.outbox_limit:
-            raise _Refused
-        if head.method != b"POST" or not head.content_type.startswith(b"application/grpc"):
-            status = b"405" if head.method != b"POST" else b"415"
-            self._outbox.close(stream_id, [(b":status", status)])
-            return None
-        method = self._service.lookup(head.path)
-        if method is None:
-            raise WireError(UNIMPLEMENTED, "Method not found!")
-        check = method.restriction
-        if check is not None and not check.allows_grpc(head.metadata):
-            raise WireError(UNAVAILABLE, check.grpc_message)
-        reader = MessageReader(self._options.receive_limit, encoding_bits(head.encoding))
-        timeout = None if head.timeout is None else timeout_seconds(head.timeout)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        context = CallContext(head.metadata, deadline, self._peer)
-        call = Call(self, stream_id, method, self._service, reader, context, self._options.send_limit)
-        if timeout is not None:
-            call.set_deadline(timeout)
-        return call
 
     def _on_data(self, event: DataReceived) -> None:
         call = self._calls.get(event.stream_id)
@@ -231,7 +201,7 @@ class GrpcConnection(asyncio.Protocol):
         self._close()
 
     def _on_ping(self, event: PingReceived) -> None:
-        if self._keepalive.policy.received_ping(idle=not self._calls):
+        if self._keepalive.policy.received_ping(not self._calls, self.writes):
             self._h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM, b"too_many_pings")
             self._close()
 
@@ -239,27 +209,25 @@ class GrpcConnection(asyncio.Protocol):
         self._keepalive.ping_acknowledged(event.ping_data)
 
     # --- what calls use (calls.Link) -----------------------------------------------------------
-    def send_headers(self, stream_id: int, headers: list[Header]) -> None:
-        if not self._gone:
+    def send(
+        self, stream_id: int, headers: Headers | None, data: tuple[bytes, ...], trailers: Headers | None
+    ) -> None:
+        if self._gone:
+            return
+        if headers is not None:
             self._h2.send_headers(stream_id, headers)
-            self._keepalive.sent_data()
-            self._flush_soon()
-
-    def send_data(self, stream_id: int, data: bytes) -> None:
-        if not self._gone:
-            self._outbox.data(stream_id, data)
-            self._keepalive.sent_data()
-            self._flush_soon()
-
-    def end_stream(self, stream_id: int, trailers: list[Header]) -> None:
-        if not self._gone:
-            self._outbox.end(stream_id, trailers)
-            self._flush_soon()
+        outbox = self._outbox
+        for chunk in data:
+            outbox.data(stream_id, chunk)
+        if trailers is not None:
+            outbox.end(stream_id, trailers)
+        self.writes += 1
+        self._flush_soon()
 
     def acknowledge(self, stream_id: int, size: int) -> None:
         if size and not self._gone:
             self._h2.acknowledge_received_data(size, stream_id)
-            self._keepalive.sent_data()
+            self.writes += 1
             self._flush_soon()
 
     async def drained(self, stream_id: int) -> None:

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 from modelport.frontends.grpc.h2.messages import ACCEPT_ENCODING, INTERNAL, WireError
 
 Header = tuple[bytes, bytes]
+Headers = list[Header]
 
 RESPONSE_HEADERS: list[Header] = [
     (b":status", b"200"),

@@ -32,9 +32,13 @@ class PingPolicy:
         self._clock = clock
         self._last: float | None = None  # the first PING is always welcome
         self._strikes = 0
+        self._writes = 0
 
-    def received_ping(self, idle: bool) -> bool:
-        """A client PING; True when it is one too many and the connection should end."""
+    def received_ping(self, idle: bool, writes: int) -> bool:
+        """A client PING, `writes` the count of the server's HEADERS, DATA and WINDOW_UPDATE writes so
+        far (strikes are forgiven when it has moved); True when the PING is one too many."""
+        if writes != self._writes:
+            self._writes, self._strikes = writes, 0
         now = self._clock()
         options = self._options
         interval = (
@@ -46,10 +50,6 @@ class PingPolicy:
             return False
         self._strikes += 1
         return options.max_ping_strikes != 0 and self._strikes > options.max_ping_strikes
-
-    def forgive(self) -> None:
-        """The server wrote HEADERS, DATA or a WINDOW_UPDATE: the strikes so far are forgiven."""
-        self._strikes = 0
 
 
 class Keepalive:
@@ -63,9 +63,12 @@ class Keepalive:
         goaway: Callable[[], None],
         close: Callable[[], None],
         busy: Callable[[], bool],
+        writes: Callable[[], int],
     ) -> None:
         self._options = options
         self._ping, self._goaway, self._close, self._busy = ping, goaway, close, busy
+        self._writes = writes
+        self._writes_at_ping = 0
         self.policy = PingPolicy(options)
         self._handles: list[asyncio.TimerHandle] = []
         self._ping_timeout: asyncio.TimerHandle | None = None
@@ -88,11 +91,6 @@ class Keepalive:
             self._ping_timeout.cancel()
             self._ping_timeout = None
 
-    def sent_data(self) -> None:
-        """The server wrote HEADERS, DATA or a WINDOW_UPDATE (grpc-core's "ping clock" reset)."""
-        self._pings_without_data = 0
-        self.policy.forgive()
-
     def ping_acknowledged(self, payload: bytes) -> None:
         if payload == self._payload and self._ping_timeout is not None:
             self._ping_timeout.cancel()
@@ -102,6 +100,9 @@ class Keepalive:
         loop = asyncio.get_running_loop()
         self._handles = [h for h in self._handles if not h.cancelled()]
         self._handles.append(loop.call_later(self._options.keepalive_time, self._tick))
+        writes = self._writes()
+        if writes != self._writes_at_ping:  # data went out since the last PING
+            self._writes_at_ping, self._pings_without_data = writes, 0
         limit = self._options.max_pings_without_data
         if self._ping_timeout is not None or (limit and self._pings_without_data >= limit):
             return

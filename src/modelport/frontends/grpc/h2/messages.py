@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import zlib
 
-# gRPC status numbers used here (grpc.StatusCode values).
-INTERNAL = 13
+# The gRPC status numbers this stack answers with itself (grpc.StatusCode values).
+CANCELLED = 1
+UNKNOWN = 2
+DEADLINE_EXCEEDED = 4
 RESOURCE_EXHAUSTED = 8
 UNIMPLEMENTED = 12
+INTERNAL = 13
+UNAVAILABLE = 14
 
 PREFIX_SIZE = 5
 # The request encodings this server decompresses (grpc's names) and their zlib window bits.
