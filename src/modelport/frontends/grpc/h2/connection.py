@@ -29,7 +29,7 @@ from h2.events import (
     StreamReset,
     WindowUpdated,
 )
-from h2.exceptions import ProtocolError
+from h2.exceptions import ProtocolError, StreamClosedError
 from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
 
@@ -214,13 +214,16 @@ class GrpcConnection(asyncio.Protocol):
     ) -> None:
         if self._gone:
             return
-        if headers is not None:
-            self._h2.send_headers(stream_id, headers)
         outbox = self._outbox
-        for chunk in data:
-            outbox.data(stream_id, chunk)
-        if trailers is not None:
-            outbox.end(stream_id, trailers)
+        try:
+            if headers is not None:
+                self._h2.send_headers(stream_id, headers)
+            for chunk in data:
+                outbox.data(stream_id, chunk)
+            if trailers is not None:
+                outbox.end(stream_id, trailers)
+        except StreamClosedError:  # h2 reset the stream itself (a client's protocol error on it)
+            outbox.discard(stream_id)
         self.writes += 1
         self._flush_soon()
 

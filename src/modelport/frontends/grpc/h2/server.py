@@ -33,9 +33,9 @@ def tls_context(settings: ServerSettings) -> ssl.SSLContext | None:
     context.minimum_version = ssl.TLSVersion.TLSv1_2  # HTTP/2 needs TLS 1.2 or later
     context.load_cert_chain(settings.grpc_server_cert, settings.grpc_server_key)
     context.set_alpn_protocols(["h2"])
-    if settings.grpc_root_cert:
+    if settings.grpc_use_ssl_mutual:  # as grpc: without mutual TLS no client certificate is asked for
         context.load_verify_locations(settings.grpc_root_cert)
-        context.verify_mode = ssl.CERT_REQUIRED if settings.grpc_use_ssl_mutual else ssl.CERT_OPTIONAL
+        context.verify_mode = ssl.CERT_REQUIRED
     return context
 
 
@@ -80,6 +80,7 @@ class H2GrpcServer:
         if listener is None:
             return
         listener.close()
+        await asyncio.sleep(0)  # connections accepted just before are made, and drained too
         connections = list(self._connections)
         for conn in connections:
             conn.drain()
