@@ -102,6 +102,9 @@ class GrpcConnection(asyncio.Protocol):
             SettingCodes.INITIAL_WINDOW_SIZE: options.stream_window,
             SettingCodes.MAX_FRAME_SIZE: options.max_frame,
         })  # fmt: skip
+        # h2 takes the larger frame size only once the client's ACK is read, and checks frames
+        # against the old one when the ACK and a large frame arrive in one read: accept at once.
+        h2.max_inbound_frame_size = options.max_frame
         h2.increment_flow_control_window(options.connection_window - 65535)
         self._flush()
         self._keepalive.start()
