@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
+from h2.exceptions import StreamClosedError
 
 Header = tuple[bytes, bytes]
 
@@ -71,10 +72,6 @@ class Outbox:
             self.pending -= queued.size
             _wake(queued)
 
-    def held(self, stream_id: int) -> int:
-        queued = self._streams.get(stream_id)
-        return 0 if queued is None else queued.size
-
     async def drained(self, stream_id: int) -> None:
         """Return once the stream holds less than the bound (at once when it does already)."""
         queued = self._streams.get(stream_id)
@@ -94,12 +91,25 @@ class Outbox:
             self._push(sid, queued)
 
     def _push(self, stream_id: int, queued: _Pending) -> None:
+        try:
+            self._send_queued(stream_id, queued)
+        except StreamClosedError:  # h2 reset the stream itself
+            self.discard(stream_id)
+            return
+        if queued.size < self._stream_bound:
+            _wake(queued)
+        if not queued.chunks:
+            del self._streams[stream_id]  # what comes next may go straight out again
+            if queued.trailers is not None:
+                self.close(stream_id, queued.trailers)
+
+    def _send_queued(self, stream_id: int, queued: _Pending) -> None:
         h2 = self._h2
         chunks = queued.chunks
         while chunks and self.writable:
             room = min(h2.local_flow_control_window(stream_id), h2.max_outbound_frame_size)
             if room <= 0:
-                break
+                return
             chunk = chunks[0]
             if len(chunk) <= room:
                 chunks.popleft()
@@ -108,11 +118,6 @@ class Outbox:
             h2.send_data(stream_id, chunk.tobytes())
             queued.size -= len(chunk)
             self.pending -= len(chunk)
-        if queued.size < self._stream_bound:
-            _wake(queued)
-        if not chunks and queued.trailers is not None:
-            del self._streams[stream_id]
-            self.close(stream_id, queued.trailers)
 
     def close(self, stream_id: int, headers: list[Header]) -> None:
         """Send the stream's last HEADERS; a client still sending is told to stop (RST_STREAM NO_ERROR)."""
