@@ -387,3 +387,23 @@ async def test_connection_lost_cancels_calls(method: str) -> None:
     peer.server.connection_lost(None)
     await settle(peer)
     assert not peer.server._calls
+
+
+async def test_new_streams_are_refused_while_answers_wait_for_the_client() -> None:
+    peer = Peer(H2Options(receive_limit=1 << 20, send_limit=1 << 20, outbox_limit=10_000), window=100)
+    blocked = peer.call("Echo", b"x" * 50_000)
+    for _ in range(5):
+        await asyncio.sleep(0)
+        peer.exchange(acknowledge=False)
+    assert peer.server._outbox.pending > 10_000
+    refused = peer.call("Echo", b"y")
+    peer.exchange(acknowledge=False)
+    assert any(isinstance(e, StreamReset) and e.stream_id == refused for e in peer.events)
+    assert [e.error_code for e in peer.events if isinstance(e, StreamReset)] == [ErrorCodes.REFUSED_STREAM]
+    peer.client.increment_flow_control_window(100_000, blocked)
+    peer.client.increment_flow_control_window(100_000)
+    await settle(peer)
+    assert peer.status(blocked)[b"grpc-status"] == b"0" and len(peer.body(blocked)) == 50_005
+    accepted = peer.call("Echo", b"z")
+    await settle(peer)
+    assert peer.status(accepted)[b"grpc-status"] == b"0"
