@@ -10,8 +10,8 @@ ModelStatistics.model_stats[0].inference_count, which bench.py reads before and
 after each perf_analyzer run to get CPU per inference exactly.
 """
 import numpy as np
-from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import model_config_pb2 as mc
+from tritonclient.grpc import service_pb2 as pb
 
 SERVICE = "inference.GRPCInferenceService"
 

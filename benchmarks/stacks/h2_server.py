@@ -16,12 +16,11 @@ import sys
 
 from h2.config import H2Configuration
 from h2.connection import H2Connection
-from h2.events import (ConnectionTerminated, DataReceived, RequestReceived, StreamEnded,
-                       StreamReset)
+from h2.events import ConnectionTerminated, DataReceived, RequestReceived, StreamEnded, StreamReset
 from h2.settings import SettingCodes
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+import common
 
 CFG = H2Configuration(client_side=False, header_encoding=None,
                       validate_outbound_headers=False, normalize_outbound_headers=False,

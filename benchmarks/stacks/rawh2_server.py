@@ -27,7 +27,7 @@ from collections import deque
 from hpack import Decoder
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+import common
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 BIG = (1 << 31) - 1

@@ -11,15 +11,15 @@ Both implement ModelStreamInfer (bidi; it occupies one pool thread per open stre
 import argparse
 import os
 import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
-from tritonclient.grpc import service_pb2 as pb, service_pb2_grpc as pbg
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc as pbg
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
-from opts import parse_opts  # noqa: E402
+import common
+from opts import parse_opts
 
 
 class Typed(pbg.GRPCInferenceServiceServicer):
