@@ -407,3 +407,30 @@ async def test_new_streams_are_refused_while_answers_wait_for_the_client() -> No
     accepted = peer.call("Echo", b"z")
     await settle(peer)
     assert peer.status(accepted)[b"grpc-status"] == b"0"
+
+
+async def test_a_large_frame_in_the_same_read_as_the_settings_ack() -> None:
+    # The client's first read of the server's SETTINGS lets it send 1 MiB frames at once; its ACK and
+    # such a frame then reach the server together, before h2 would have taken the new size.
+    service = FakeService(FakeServer())
+    transport = FakeTransport()
+    server = GrpcConnection(service, OPTIONS, set())  # type: ignore[arg-type]
+    transport.protocol = server
+    server.connection_made(transport)
+    client = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+    client.initiate_connection()
+    client.receive_data(bytes(transport.out))
+    transport.out.clear()
+    stream_id = client.get_next_available_stream_id()
+    client.send_headers(stream_id, [
+        (":method", "POST"), (":scheme", "http"), (":path", PREFIX + "Echo"), (":authority", "x"),
+        ("content-type", "application/grpc"),
+    ])  # fmt: skip
+    payload = b"x" * 200_000
+    client.send_data(stream_id, b"\0" + len(payload).to_bytes(4, "big") + payload, end_stream=True)
+    server.data_received(client.data_to_send())
+    for _ in range(3):
+        await asyncio.sleep(0)
+    events = client.receive_data(bytes(transport.out))
+    assert not any(isinstance(e, ConnectionTerminated) for e in events)
+    assert any(isinstance(e, ResponseReceived) for e in events)
