@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
-
-import uvicorn
 
 from modelport import __version__
 from modelport.cli.tables import render_table
@@ -22,7 +17,7 @@ from modelport.frontends.grpc import GrpcServer
 from modelport.frontends.grpc.h2 import H2GrpcServer
 from modelport.frontends.grpc.server import listen_address
 from modelport.frontends.http.app import create_http_app
-from modelport.frontends.http.protocol import BoundedHeadProtocol
+from modelport.frontends.http.listen import HTTP_PORT_OPTIONS, UvicornServer, bind_tcp, uvicorn_server
 from modelport.frontends.workers.engine import WorkerFrontends
 from modelport.frontends.workers.supervisor import WorkerStartError
 from modelport.observability.logging import LogController
@@ -33,14 +28,6 @@ log = logging.getLogger("modelport.server")
 
 # After the models stopped, how long the frontends may take to write the last answers.
 _FRONTEND_GRACE_S = 0.5
-
-
-class _HttpServer(uvicorn.Server):
-    """uvicorn's server without its own signal handling: the runner owns signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 async def serve(settings: ServerSettings, logs: LogController | None = None) -> int:
@@ -58,13 +45,13 @@ async def serve(settings: ServerSettings, logs: LogController | None = None) -> 
     _install_signal_handlers(stop, force)
     log.info("modelport %s starting", __version__)
     try:
-        http_socket = _bind(settings.http_address, settings.http_port) if settings.allow_http else None
+        http_socket = bind_tcp(settings.http_address, settings.http_port) if settings.allow_http else None
     except OSError as exc:
         log.error("failed to start HTTP service on %s:%d: %s", settings.http_address, settings.http_port, exc)
         return 1
     metrics_address = settings.metrics_address or settings.http_address
     try:
-        metrics_socket = _bind(metrics_address, settings.metrics_port) if settings.allow_metrics else None
+        metrics_socket = bind_tcp(metrics_address, settings.metrics_port) if settings.allow_metrics else None
     except OSError as exc:
         log.error("failed to start Metrics service on %s:%d: %s", metrics_address, settings.metrics_port, exc)
         if http_socket is not None:
@@ -156,9 +143,9 @@ class _Frontends:
 
     grpc: GrpcServer | H2GrpcServer | None = None
     workers: WorkerFrontends | None = None  # --frontend-workers: they hold the HTTP and gRPC ports
-    http: _HttpServer | None = None
+    http: UvicornServer | None = None
     http_task: asyncio.Task[None] | None = None
-    metrics: _HttpServer | None = None
+    metrics: UvicornServer | None = None
     metrics_task: asyncio.Task[None] | None = None
 
     async def stop(self, grace_s: float) -> None:
@@ -187,7 +174,7 @@ async def _start_workers(
     grpc_address = listen_address(settings.grpc_address, settings.grpc_port)
     if settings.allow_grpc:
         try:
-            _bind(settings.grpc_address, settings.grpc_port).close()
+            bind_tcp(settings.grpc_address, settings.grpc_port).close()
         except OSError as exc:
             log.error("failed to start GRPC service on %s: %s", grpc_address, exc)
             return False
@@ -209,7 +196,7 @@ def _grpc_server(server: InferenceServer, settings: ServerSettings) -> GrpcServe
     return H2GrpcServer(server, settings) if settings.grpc_stack == "h2" else GrpcServer(server, settings)
 
 
-def _start_metrics(server: InferenceServer, settings: ServerSettings) -> _HttpServer:
+def _start_metrics(server: InferenceServer, settings: ServerSettings) -> UvicornServer:
     """The Prometheus endpoint: its own registry, read from the models' statistics at scrape time."""
     options = MetricsOptions(
         counter_latencies=settings.metrics_counter_latencies,
@@ -218,21 +205,7 @@ def _start_metrics(server: InferenceServer, settings: ServerSettings) -> _HttpSe
     )
     registry = create_metrics_registry(server.served_models, options)
     host = settings.metrics_address or settings.http_address
-    return _uvicorn(MetricsApp(registry), host, settings.metrics_port)
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket, so that a busy port is reported here rather than inside uvicorn."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.set_inheritable(True)
-    return sock
+    return uvicorn_server(MetricsApp(registry), host, settings.metrics_port)
 
 
 def _install_signal_handlers(stop: asyncio.Event, force: asyncio.Event) -> None:
@@ -246,24 +219,14 @@ def _install_signal_handlers(stop: asyncio.Event, force: asyncio.Event) -> None:
         loop.add_signal_handler(sig, on_signal)
 
 
-def _start_http(server: InferenceServer, settings: ServerSettings) -> _HttpServer:
-    return _uvicorn(
+def _start_http(server: InferenceServer, settings: ServerSettings) -> UvicornServer:
+    return uvicorn_server(
         create_http_app(server),
         settings.http_address,
         settings.http_port,
-        timeout_keep_alive=75,
-        backlog=2048,
         timeout_graceful_shutdown=_FRONTEND_GRACE_S,
+        **HTTP_PORT_OPTIONS,
     )
-
-
-def _uvicorn(app: Any, host: str, port: int, **options: Any) -> _HttpServer:
-    """An ASGI server on the running loop (the runner owns the loop and the signals)."""
-    config = uvicorn.Config(
-        app, host=host, port=port, loop="none", http=BoundedHeadProtocol, lifespan="off",
-        access_log=False, log_level="warning", proxy_headers=False, **options,
-    )  # fmt: skip
-    return _HttpServer(config)
 
 
 def _models_table(server: InferenceServer) -> str:

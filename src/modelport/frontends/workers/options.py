@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass
 
+from modelport.backends.devices import cpu_count
 from modelport.config.settings import ServerSettings
 
 MAX_WORKERS = 16
@@ -15,8 +15,7 @@ MAX_WORKERS = 16
 def worker_count(value: str) -> int:
     """`--frontend-workers`: a count, or 'auto' for one per CPU this process may run on, from 1 to 16."""
     if value.strip().lower() == "auto":
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        return max(1, min(MAX_WORKERS, cpus or 1))
+        return max(1, min(MAX_WORKERS, cpu_count()))
     count = int(value)
     if count < 0:
         raise ValueError(f"expected 'auto' or a count from 0, got {value}")

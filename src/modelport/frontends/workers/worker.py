@@ -21,10 +21,11 @@ from typing import Any
 import grpc
 
 from modelport.frontends.grpc.server import listen_address
+from modelport.frontends.http.listen import UvicornServer, bind_tcp
 from modelport.frontends.workers.link import Kind, LinkClient, connect
 from modelport.frontends.workers.options import WorkerOptions
 from modelport.frontends.workers.worker_grpc import ForwardingService, engine_channel, start_grpc
-from modelport.frontends.workers.worker_http import HttpServer, bind_shared, http_server
+from modelport.frontends.workers.worker_http import http_server
 from modelport.observability.logging import configure_logging
 
 log = logging.getLogger("modelport.worker")
@@ -47,7 +48,7 @@ class _Frontends:
     """The worker's listening servers, started in order and stopped together."""
 
     def __init__(self) -> None:
-        self.http: HttpServer | None = None
+        self.http: UvicornServer | None = None
         self.http_task: asyncio.Task[None] | None = None
         self.grpc: grpc.aio.Server | None = None
         self.channel: grpc.aio.Channel | None = None
@@ -57,7 +58,7 @@ class _Frontends:
         settings = options.settings
         if settings.allow_http:
             try:
-                sock = bind_shared(settings.http_address, settings.http_port)
+                sock = bind_tcp(settings.http_address, settings.http_port, reuse_port=True)
             except OSError as exc:
                 host, port = settings.http_address, settings.http_port
                 log.error("failed to start HTTP service on %s:%d: %s", host, port, exc)

@@ -6,19 +6,14 @@ sent on); the engine answers everything else, from routing to the last header.
 
 from __future__ import annotations
 
-import contextlib
-import socket
-from collections.abc import Iterator
-
 import orjson
-import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from modelport.config.settings import ServerSettings
 from modelport.errors import ModelportError
 from modelport.frontends.http.body import ClientDisconnected, receive_body
 from modelport.frontends.http.errors import JSON, error_parts
-from modelport.frontends.http.protocol import BoundedHeadProtocol
+from modelport.frontends.http.listen import HTTP_PORT_OPTIONS, UvicornServer, uvicorn_server
 from modelport.frontends.workers.link import Kind, LinkClient, LinkError
 
 _ENGINE_GONE = orjson.dumps({"error": "the inference engine is not reachable"})
@@ -55,34 +50,9 @@ class ForwardingApp:
         await send({"type": "http.response.body", "body": answer})
 
 
-class HttpServer(uvicorn.Server):
-    """uvicorn without its own signal handling: the worker owns its signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def bind_shared(host: str, port: int) -> socket.socket:
-    """A TCP socket bound with SO_REUSEPORT: every worker binds the port, the kernel spreads connections."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def http_server(link: LinkClient, settings: ServerSettings, grace_s: float) -> HttpServer:
-    """uvicorn as cli/serve.py runs it in one process (protocol, keep-alive, backlog, no proxy headers)."""
-    config = uvicorn.Config(
-        ForwardingApp(link, settings.http_max_input_size), host=settings.http_address,
-        port=settings.http_port, loop="none", http=BoundedHeadProtocol, lifespan="off", access_log=False,
-        log_level="warning", proxy_headers=False, timeout_keep_alive=75, backlog=2048,
-        timeout_graceful_shutdown=grace_s,  # type: ignore[arg-type]  # seconds, a float works
-    )  # fmt: skip
-    return HttpServer(config)
+def http_server(link: LinkClient, settings: ServerSettings, grace_s: float) -> UvicornServer:
+    """uvicorn as the server runs it in one process, with the app that forwards to the engine."""
+    app = ForwardingApp(link, settings.http_max_input_size)
+    return uvicorn_server(
+        app, settings.http_address, settings.http_port, timeout_graceful_shutdown=grace_s, **HTTP_PORT_OPTIONS
+    )
