@@ -32,7 +32,7 @@ import tritonclient.http as httpclient
 import tritonclient.utils.shared_memory as shm
 from tritonclient.utils import InferenceServerException
 
-from support.models import small_models
+from support.models import small_models, write_sleepy_model
 from support.server import HOST, ServerProcess, free_port, http_status, running_server
 
 if not sys.platform.startswith("linux"):
@@ -51,21 +51,6 @@ FLAGS = [
 MAX_CONNECTIONS = 24  # fresh connections tried before every worker must have had one
 X = np.arange(16, dtype=np.float32).reshape(1, 16)
 Y = np.full((1, 16), 3, dtype=np.float32)
-SLEEPY_PY = """
-import time
-import numpy as np
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def execute(self, requests):
-        responses = []
-        for request in requests:
-            seconds = pb_utils.get_input_tensor_by_name(request, "IN").as_numpy()
-            time.sleep(float(seconds[0]))
-            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", seconds)]))
-        return responses
-"""
 T = TypeVar("T")
 
 
@@ -147,16 +132,6 @@ def wait_for(condition: Callable[[], T], timeout: float, what: str) -> T:
 
 
 # --- the server ----------------------------------------------------------------------------
-def write_sleepy(repo: Path) -> None:
-    folder = repo / "sleepy"
-    (folder / "1").mkdir(parents=True)
-    (folder / "1" / "model.py").write_text(SLEEPY_PY)
-    (folder / "config.pbtxt").write_text(
-        'name: "sleepy"\nbackend: "python"\nmax_batch_size: 0\n'
-        'input [ { name: "IN" data_type: TYPE_FP32 dims: [ 1 ] } ]\n'
-        'output [ { name: "OUT" data_type: TYPE_FP32 dims: [ 1 ] } ]\n'
-        "instance_group [ { count: 4 kind: KIND_CPU } ]\n"
-    )
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +142,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(repo / "add_sub", counted)
     config = counted / "config.pbtxt"
     config.write_text(config.read_text().replace('name: "add_sub"', 'name: "counted"'))
-    write_sleepy(repo)
+    write_sleepy_model(repo, instances=4)
     return repo
 
 

@@ -23,38 +23,16 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
-from support.models import small_models, write_identity
+from support.models import small_models, write_identity, write_sleepy_model
 from support.server import ServerProcess, running_server
 
 IDENTITY = "identity_fp32"
-SLEEPY_PY = """
-import time
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def execute(self, requests):
-        responses = []
-        for request in requests:
-            seconds = pb_utils.get_input_tensor_by_name(request, "IN").as_numpy()
-            time.sleep(float(seconds[0]))
-            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", seconds)]))
-        return responses
-"""
 
 
 def build_repository(repo: Path) -> Path:
     small_models.write_add_sub(repo)
     write_identity(repo, "FP32")
-    folder = repo / "sleepy"  # one instance: a second call waits in the queue behind the first
-    (folder / "1").mkdir(parents=True)
-    (folder / "1" / "model.py").write_text(SLEEPY_PY)
-    (folder / "config.pbtxt").write_text(
-        'name: "sleepy"\nbackend: "python"\nmax_batch_size: 0\n'
-        'input [ { name: "IN" data_type: TYPE_FP32 dims: [ 1 ] } ]\n'
-        'output [ { name: "OUT" data_type: TYPE_FP32 dims: [ 1 ] } ]\n'
-        "instance_group [ { count: 1 kind: KIND_CPU } ]\n"
-    )
+    write_sleepy_model(repo, instances=1)  # one instance: a second call waits in the queue behind the first
     return repo
 
 

@@ -350,3 +350,33 @@ def write_stuck_model(repo: Path, name: str = "stuck", isolated: bool = False) -
         f'instance_group [ {{ count: 1 kind: KIND_CPU }} ]\n{isolation}\n'
     )
     return folder
+
+
+SLEEPY_MODEL_PY = """
+import time
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            seconds = pb_utils.get_input_tensor_by_name(request, "IN").as_numpy()
+            time.sleep(float(seconds[0]))
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", seconds)]))
+        return responses
+"""
+
+
+def write_sleepy_model(repo: Path, instances: int, name: str = "sleepy") -> Path:
+    """A Python model that sleeps IN seconds per request and answers IN, on `instances` instances."""
+    folder = repo / name
+    (folder / "1").mkdir(parents=True)
+    (folder / "1" / "model.py").write_text(SLEEPY_MODEL_PY)
+    (folder / "config.pbtxt").write_text(
+        f'name: "{name}"\nbackend: "python"\nmax_batch_size: 0\n'
+        'input [ { name: "IN" data_type: TYPE_FP32 dims: [ 1 ] } ]\n'
+        'output [ { name: "OUT" data_type: TYPE_FP32 dims: [ 1 ] } ]\n'
+        f"instance_group [ {{ count: {instances} kind: KIND_CPU }} ]\n"
+    )
+    return folder
