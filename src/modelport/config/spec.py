@@ -6,7 +6,9 @@ Built once when a model loads; the request path reads these instead of the proto
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from modelport.config.sequence import SequenceBatchingSpec, sequence_batching
 from modelport.protocol import ModelConfigProto, model_config_pb2
 from modelport.tensor import datatype
 from modelport.tensor.datatype import DataType
@@ -104,6 +106,7 @@ class ModelSpec:
     decoupled: bool
     proto: ModelConfigProto
     ensemble: EnsembleSpec | None = None  # set for `platform: "ensemble"`
+    sequence_batching: SequenceBatchingSpec | None = None  # set for stateful models
     # Name lookups, built once: every request looks its tensors up by name.
     _inputs_by_name: dict[str, TensorSpec] = field(init=False, repr=False, compare=False)
     _outputs_by_name: dict[str, TensorSpec] = field(init=False, repr=False, compare=False)
@@ -126,6 +129,18 @@ class ModelSpec:
     @property
     def instance_count(self) -> int:
         return sum(group.count for group in self.instance_groups)
+
+    @property
+    def model_input_names(self) -> tuple[str, ...]:
+        """Every input the model itself takes: the config's, then sequence controls and states."""
+        names = tuple(t.name for t in self.inputs)
+        return names + self.sequence_batching.extra_input_names if self.sequence_batching else names
+
+    @property
+    def model_output_names(self) -> tuple[str, ...]:
+        """Every output the model itself produces: the config's, then sequence state outputs."""
+        names = tuple(t.name for t in self.outputs)
+        return names + self.sequence_batching.state_output_names if self.sequence_batching else names
 
 
 def _tensor(t: model_config_pb2.ModelInput | model_config_pb2.ModelOutput) -> TensorSpec:
@@ -194,8 +209,9 @@ def _version_policy(config: ModelConfigProto) -> VersionPolicySpec:
     return VersionPolicySpec("latest", num_versions=num)
 
 
-def build_spec(config: ModelConfigProto) -> ModelSpec:
-    """Derive the plain records from a completed and validated config."""
+def build_spec(config: ModelConfigProto, model_dir: Path | None = None) -> ModelSpec:
+    """Derive the plain records from a completed and validated config (`model_dir`: where files the
+    config names, such as initial-state data, are read from)."""
     groups = tuple(
         InstanceGroupSpec(
             name=g.name,
@@ -220,4 +236,5 @@ def build_spec(config: ModelConfigProto) -> ModelSpec:
         decoupled=config.model_transaction_policy.decoupled,
         proto=config,
         ensemble=_ensemble(config),
+        sequence_batching=sequence_batching(config, model_dir),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from modelport.config import ensemble
+from modelport.config.sequence import sequence_problems
 from modelport.errors import InvalidInput
 from modelport.protocol import ModelConfigProto, model_config_pb2
 
@@ -26,6 +27,7 @@ def _problems(config: ModelConfigProto) -> list[str]:
     if config.HasField("ensemble_scheduling"):
         problems.append(f"ensemble_scheduling needs platform \"ensemble\", not '{config.platform}'")
     problems += _batching_problems(config)
+    problems += sequence_problems(config)
     problems += _instance_group_problems(config)
     return problems
 

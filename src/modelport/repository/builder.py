@@ -25,9 +25,11 @@ from modelport.repository.configure import ConfiguredModel
 from modelport.repository.records import ModelTable
 from modelport.repository.served import ServedModel
 from modelport.repository.warmup import build_samples, run_warmup
+from modelport.scheduling.base import Scheduler
 from modelport.scheduling.dynamic_batcher import DynamicBatcher
 from modelport.scheduling.ensemble import EnsembleCore, EnsembleScheduler
 from modelport.scheduling.instances import InstancePool
+from modelport.scheduling.sequence_batcher import SequenceBatcher
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,12 @@ class ServedModelBuilder:
             await asyncio.to_thread(pool.close)
             raise
         stats = self._new_stats()
-        return ServedModel(spec, version, DynamicBatcher(spec, pool, stats), configured.labels, stats)
+        scheduler: Scheduler
+        if spec.sequence_batching is not None:
+            scheduler = SequenceBatcher(spec, pool, stats)
+        else:
+            scheduler = DynamicBatcher(spec, pool, stats)
+        return ServedModel(spec, version, scheduler, configured.labels, stats)
 
     def _new_stats(self) -> ModelStats:
         return ModelStats(histograms=self._histograms)

@@ -50,7 +50,7 @@ def configure_model(
     gpus = backends.get(config.backend).usable_gpus() if config.platform != "ensemble" else 0
     completion.apply_defaults(config, gpu_count=gpus)
     validation.validate(config, source)
-    spec = build_spec(config)
+    spec = build_spec(config, folder.path)
     return ConfiguredModel(spec=spec, labels=_read_labels(folder.path, spec))
 
 

@@ -62,9 +62,21 @@ class InstancePool:
     def idle_count(self) -> int:
         return len(self._idle)
 
+    @property
+    def instances(self) -> tuple[ModelInstance, ...]:
+        return tuple(self._instances)
+
     def try_acquire(self) -> ModelInstance | None:
         """An idle instance, or None at once when all are busy."""
         return self._idle.popleft() if self._idle else None
+
+    def try_acquire_instance(self, instance: ModelInstance) -> bool:
+        """Take this particular instance if it is idle (for schedulers that pin work to an instance)."""
+        try:
+            self._idle.remove(instance)
+        except ValueError:
+            return False
+        return True
 
     async def acquire(self) -> ModelInstance:
         """Wait for an idle instance."""

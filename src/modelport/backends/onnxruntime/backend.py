@@ -15,6 +15,7 @@ import onnxruntime as ort
 from modelport.backends.base import ExecuteResult, Execution, InstancePlacement
 from modelport.backends.batching import gather_inputs, split_outputs
 from modelport.backends.devices import visible_gpu_count
+from modelport.config.sequence import hidden_tensor_names
 from modelport.config.settings import ServerSettings
 from modelport.config.spec import ModelSpec
 from modelport.errors import InternalError, InvalidInput, ModelportError
@@ -84,12 +85,15 @@ class OnnxRuntimeBackend:
         scheduled = config.HasField("dynamic_batching") or config.HasField("sequence_batching")
         if can_batch and config.max_batch_size > 1 and not scheduled:
             config.dynamic_batching.SetInParent()
+        hidden_inputs, hidden_outputs = hidden_tensor_names(config)  # fed and taken by the sequence batcher
         if not config.input:
             for t in graph_inputs:
-                _fill_tensor(config.input.add(), t, config.max_batch_size)
+                if t.name not in hidden_inputs:
+                    _fill_tensor(config.input.add(), t, config.max_batch_size)
         if not config.output:
             for t in graph_outputs:
-                _fill_tensor(config.output.add(), t, config.max_batch_size)
+                if t.name not in hidden_outputs:
+                    _fill_tensor(config.output.add(), t, config.max_batch_size)
 
     def create_instance(
         self, spec: ModelSpec, model_path: Path, placement: InstancePlacement

@@ -55,7 +55,7 @@ class InThreadPythonInstance:
     ) -> None:
         self._decoupled = spec.decoupled
         self._version = int(args["model_version"])
-        self._outputs = [t.name for t in spec.outputs]
+        self._outputs = list(spec.model_output_names)
         self._runner = ModelRunner(model_file, module_name, args, decoupled=spec.decoupled, runtime=runtime)
         self._runner.initialize()
         # A tiny model may run on the event loop (see scheduling.instances), unless it streams

@@ -48,7 +48,7 @@ class ProcessPythonInstance:
         self._boot = boot
         self._caller = caller
         self._name = boot.args["model_instance_name"]
-        self._outputs = [t.name for t in spec.outputs]
+        self._outputs = list(spec.model_output_names)
         self._decoupled = spec.decoupled
         self._ids = itertools.count(1)
         self._lock = threading.Lock()

@@ -123,8 +123,8 @@ class TorchScriptInstance:
         self._module = module
         self._device = device
         self._name = spec.name
-        self._input_names = [t.name for t in spec.inputs]
-        self._output_names = [t.name for t in spec.outputs]
+        self._input_names = list(spec.model_input_names)
+        self._output_names = list(spec.model_output_names)
         self._call = _input_binding(module, self._input_names)
         self._output_index = _output_positions(self._output_names)
         self._optimized = (
