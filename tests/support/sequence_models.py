@@ -51,7 +51,8 @@ class TritonPythonModel:
         for request in requests:
             get = lambda name: pb_utils.get_input_tensor_by_name(request, name).as_numpy()
             if not get("READY").reshape(-1)[0]:
-                responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT", np.zeros((1, 1), np.int32))]))
+                zero = pb_utils.Tensor("OUTPUT", np.zeros((1, 1), np.int32))
+                responses.append(pb_utils.InferenceResponse([zero]))
                 continue
             corrid = get("CORRID").reshape(-1)[0]
             corrid = corrid.decode() if isinstance(corrid, bytes) else str(corrid)
@@ -112,11 +113,16 @@ def _int_control(name: str, kind: str) -> str:
 
 
 def _sequence_block(strategy: str, corrid: str | None, idle_us: int, end: bool, extra: str = "") -> str:
-    controls = [_int_control("START", "CONTROL_SEQUENCE_START"), _int_control("READY", "CONTROL_SEQUENCE_READY")]
+    controls = [
+        _int_control("START", "CONTROL_SEQUENCE_START"),
+        _int_control("READY", "CONTROL_SEQUENCE_READY"),
+    ]
     if end:
         controls.append(_int_control("END", "CONTROL_SEQUENCE_END"))
     if corrid:
-        controls.append(f'{{ name: "CORRID" control [ {{ kind: CONTROL_SEQUENCE_CORRID data_type: {corrid} }} ] }}')
+        controls.append(
+            f'{{ name: "CORRID" control [ {{ kind: CONTROL_SEQUENCE_CORRID data_type: {corrid} }} ] }}'
+        )
     return (
         f"sequence_batching {{\n  max_sequence_idle_microseconds: {idle_us}\n  {strategy}\n"
         f"  control_input [ {', '.join(controls)} ]\n{extra}}}\n"
@@ -166,7 +172,8 @@ def write_control_echo(repo: Path, name: str, strategy: str, *, slots: int = 4, 
     io = (
         'input [ { name: "INPUT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
         'output [ { name: "CONTROLS" data_type: TYPE_FP32 dims: [ 4 ] },'
-        ' { name: "PLACE" data_type: TYPE_INT32 dims: [ 2 ] }, { name: "ECHO" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
+        ' { name: "PLACE" data_type: TYPE_INT32 dims: [ 2 ] },'
+        ' { name: "ECHO" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
     )
     block = _sequence_block(strategy, "TYPE_UINT64", 5_000_000, end=True)
     return _write_python(repo, name, CONTROL_ECHO_PY, io, block, slots, instances)
@@ -215,7 +222,8 @@ def write_onnx_state_model(repo: Path, name: str = "onnx_state") -> Path:
         f'name: "{name}"\nbackend: "onnxruntime"\nmax_batch_size: 4\n'
         "sequence_batching {\n  direct { }\n"
         f"  control_input [ {_int_control('START', 'CONTROL_SEQUENCE_START')} ]\n"
-        '  state [ { input_name: "INPUT_STATE" output_name: "OUTPUT_STATE" data_type: TYPE_FP32 dims: [ 3 ] } ]\n'
+        '  state [ { input_name: "INPUT_STATE" output_name: "OUTPUT_STATE"'
+        " data_type: TYPE_FP32 dims: [ 3 ] } ]\n"
         "}\n"
     )
     return folder

@@ -288,6 +288,7 @@ class SequenceBatcher:
             if item is None:
                 continue
             item.sequence.in_flight = False
+            item.sequence.last_seen_ns = end  # idle time counts from its last answer
             if isinstance(result, dict) and item.sequence.state is not None:
                 self._inputs.take_state(result, item.sequence.state)
             answers.append((item, result))
