@@ -126,8 +126,6 @@ def sequence_problems(config: ModelConfigProto) -> list[str]:
         return []
     sb = config.sequence_batching
     problems: list[str] = []
-    if config.HasField("dynamic_batching"):
-        problems.append("sequence_batching and dynamic_batching cannot both be specified")
     if sb.iterative_sequence:
         problems.append("sequence_batching.iterative_sequence is not supported by modelport")
     declared = {t.name for t in config.input}
