@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from modelport.config.response_cache import ResponseCacheSpec, response_cache_spec
 from modelport.protocol import ModelConfigProto, model_config_pb2
 from modelport.tensor import datatype
 from modelport.tensor.datatype import DataType
@@ -104,6 +105,7 @@ class ModelSpec:
     decoupled: bool
     proto: ModelConfigProto
     ensemble: EnsembleSpec | None = None  # set for `platform: "ensemble"`
+    response_cache: ResponseCacheSpec | None = None  # set when `response_cache { enable: true }`
     # Name lookups, built once: every request looks its tensors up by name.
     _inputs_by_name: dict[str, TensorSpec] = field(init=False, repr=False, compare=False)
     _outputs_by_name: dict[str, TensorSpec] = field(init=False, repr=False, compare=False)
@@ -220,4 +222,5 @@ def build_spec(config: ModelConfigProto) -> ModelSpec:
         decoupled=config.model_transaction_policy.decoupled,
         proto=config,
         ensemble=_ensemble(config),
+        response_cache=response_cache_spec(config),
     )
