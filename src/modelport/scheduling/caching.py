@@ -10,6 +10,7 @@ request's, unless another request stored the same key meanwhile.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from modelport.clock import Clock, Deadline, MonotonicClock
@@ -22,6 +23,9 @@ from modelport.scheduling.response_cache import InsertResult, ResponseCache
 from modelport.tensor.records import InferRequest
 
 log = logging.getLogger(__name__)
+# Inputs larger than this are hashed on a worker thread (hashlib lets go of the GIL), so that a big
+# request does not hold the event loop for milliseconds.
+HASH_OFF_LOOP_BYTES = 1 << 20
 
 
 def with_response_cache(
@@ -72,7 +76,10 @@ class CachingScheduler:
     async def submit(self, request: InferRequest) -> Outputs:
         clock = self._clock
         start = clock.now_ns()
-        key = request_key(self._prefix, request)
+        if sum(i.data.nbytes for i in request.inputs) > HASH_OFF_LOOP_BYTES:
+            key = await asyncio.to_thread(request_key, self._prefix, request)
+        else:
+            key = request_key(self._prefix, request)
         lookup_start = clock.now_ns()
         cached = self._cache.lookup(key)
         lookup_end = clock.now_ns()

@@ -253,3 +253,15 @@ def test_a_malformed_time_to_live_is_refused(value: str) -> None:
 def test_a_time_to_live_is_kept_in_nanoseconds() -> None:
     config = CACHED + 'parameters { key: "response_cache_ttl_seconds" value { string_value: "0.25" } }\n'
     assert spec_from_pbtxt(config).response_cache == ResponseCacheSpec(ttl_ns=250_000_000)
+
+
+async def test_a_large_request_is_hashed_off_the_event_loop_to_the_same_key() -> None:
+    scheduler, inner, _, _ = make(size=1 << 24)
+    big = np.ones((1, (1 << 20) // 4 + 1), np.float32)  # just over the threshold
+    request = echo_request()
+    request.inputs[0].data = big
+    await scheduler.submit(request)
+    again = echo_request()
+    again.inputs[0].data = big.copy()
+    await scheduler.submit(again)
+    assert inner.calls == 1
