@@ -226,3 +226,75 @@ async def test_metrics_app_serves_get_metrics_only() -> None:
     assert (await call("/metrics/"))[0] == 200
     assert (await call("/other"))[0] == 404
     assert (await call("/metrics", "POST"))[0] == 405
+
+
+# --- the response cache ---------------------------------------------------------------------------
+
+CACHE_PER_MODEL = (
+    "nv_cache_num_hits_per_model",
+    "nv_cache_hit_duration_per_model",
+    "nv_cache_num_misses_per_model",
+    "nv_cache_miss_duration_per_model",
+)
+
+
+def test_per_model_cache_counters_only_for_models_enabling_the_cache() -> None:
+    cached = ModelStats(response_cache=True)
+    cached.record_cache_hit(request_ns=9_000, queue_ns=1_000, lookup_ns=3_500)
+    cached.record_cache_hit(request_ns=9_000, queue_ns=1_000, lookup_ns=3_500)
+    cached.record_cache_miss(12_000)
+    served = [FakeServed("cached", 1, cached), FakeServed("plain", 1, ModelStats())]
+    text = render_exposition(create_metrics_registry(lambda: served, MetricsOptions(cpu_metrics=False)))
+    families = parse(text.decode())
+    values = {name: [(s.labels, s.value) for s in families[name]] for name in CACHE_PER_MODEL}
+    labels = {"model": "cached", "version": "1"}
+    assert values == {
+        "nv_cache_num_hits_per_model": [(labels, 2)],
+        "nv_cache_hit_duration_per_model": [(labels, 7)],
+        "nv_cache_num_misses_per_model": [(labels, 1)],
+        "nv_cache_miss_duration_per_model": [(labels, 12)],
+    }
+    assert "# TYPE nv_cache_num_hits_per_model counter" in text.decode()
+    # A hit counts as a success but not as an inference.
+    assert [s.value for s in families["nv_inference_request_success"] if s.labels == labels] == [2]
+    assert [s.value for s in families["nv_inference_count"] if s.labels == labels] == [0]
+
+
+def test_per_model_cache_counters_follow_counter_latencies() -> None:
+    served = [FakeServed("cached", 1, ModelStats(response_cache=True))]
+    options = MetricsOptions(cpu_metrics=False, counter_latencies=False)
+    text = render_exposition(create_metrics_registry(lambda: served, options)).decode()
+    assert "nv_cache_" not in text
+
+
+@dataclass
+class FakeCache:
+    utilization: float = 0.25
+    entry_count: int = 3
+    lookups: int = 7
+    hits: int = 4
+    misses: int = 3
+    evictions: int = 1
+    lookup_ns: int = 5_999
+    insertion_ns: int = 2_000
+
+
+def test_server_wide_cache_gauges_only_with_a_cache() -> None:
+    options = MetricsOptions(cpu_metrics=False)
+    plain = render_exposition(create_metrics_registry(lambda: [], options)).decode()
+    assert "nv_cache_" not in plain
+    text = render_exposition(create_metrics_registry(lambda: [], options, cache=FakeCache())).decode()
+    families = parse(text)
+    values = {name: samples[0].value for name, samples in families.items() if name.startswith("nv_cache")}
+    assert values == {
+        "nv_cache_util": 0.25,
+        "nv_cache_num_entries": 3,
+        "nv_cache_num_hits": 4,
+        "nv_cache_num_misses": 3,
+        "nv_cache_num_lookups": 7,
+        "nv_cache_num_evictions": 1,
+        "nv_cache_lookup_duration": 5,
+        "nv_cache_insertion_duration": 2,
+    }
+    assert "# TYPE nv_cache_util gauge" in text
+    assert all(not samples[0].labels for name, samples in families.items() if name.startswith("nv_cache"))

@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(serve, "--log-warning", True, "log warnings")
     _flag(serve, "--log-error", True, "log errors")
     _observability_flags(serve)
+    serve.add_argument("--cache-config", action="append", default=[], metavar="<cache>,<setting>=<value>",
+                       help="response cache: local,size=<bytes> (models opt in with response_cache)")
+    serve.add_argument("--response-cache-byte-size", help="deprecated: --cache-config local,size=<bytes>")
     from modelport.cli.traffic import add_traffic_parser
 
     add_traffic_parser(commands)
@@ -255,7 +258,20 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         log_warning=args.log_warning,
         log_error=args.log_error,
         **_observability_settings(args),  # type: ignore[arg-type]
+        response_cache_size=_response_cache_size(args),
     )
+
+
+def _response_cache_size(args: argparse.Namespace) -> int | None:
+    from modelport.cli.cache_flags import parse_cache_flags
+
+    try:
+        flags = parse_cache_flags(args.cache_config, args.response_cache_byte_size)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    for warning in flags.warnings:
+        print(warning, file=sys.stderr)
+    return flags.size
 
 
 def main(argv: Sequence[str] | None = None) -> int:

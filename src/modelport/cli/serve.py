@@ -203,7 +203,7 @@ def _start_metrics(server: InferenceServer, settings: ServerSettings) -> Uvicorn
         histograms=settings.metrics_histograms,
         cpu_metrics=settings.allow_cpu_metrics,
     )
-    registry = create_metrics_registry(server.served_models, options)
+    registry = create_metrics_registry(server.served_models, options, cache=server.response_cache)
     host = settings.metrics_address or settings.http_address
     return uvicorn_server(MetricsApp(registry), host, settings.metrics_port)
 

@@ -52,6 +52,8 @@ class ServerSettings:
     auto_complete_config: bool = True
     backend_config: dict[str, dict[str, str]] = field(default_factory=dict)
     server_id: str = "modelport"
+    # --cache-config local,size=<bytes>: the response cache's size (None: no cache, as without the flag)
+    response_cache_size: int | None = None
     # Processes that own the HTTP and gRPC ports and hand requests to this one (0: serve them here).
     frontend_workers: int = 0
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modelport.config.response_cache import ResponseCacheSpec, response_cache_spec
 from modelport.config.sequence import SequenceBatchingSpec, sequence_batching
 from modelport.protocol import ModelConfigProto, model_config_pb2
 from modelport.tensor import datatype
@@ -107,6 +108,7 @@ class ModelSpec:
     proto: ModelConfigProto
     ensemble: EnsembleSpec | None = None  # set for `platform: "ensemble"`
     sequence_batching: SequenceBatchingSpec | None = None  # set for stateful models
+    response_cache: ResponseCacheSpec | None = None  # set when `response_cache { enable: true }`
     # Name lookups, built once: every request looks its tensors up by name.
     _inputs_by_name: dict[str, TensorSpec] = field(init=False, repr=False, compare=False)
     _outputs_by_name: dict[str, TensorSpec] = field(init=False, repr=False, compare=False)
@@ -237,4 +239,5 @@ def build_spec(config: ModelConfigProto, model_dir: Path | None = None) -> Model
         proto=config,
         ensemble=_ensemble(config),
         sequence_batching=sequence_batching(config, model_dir),
+        response_cache=response_cache_spec(config),
     )

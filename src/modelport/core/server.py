@@ -69,6 +69,7 @@ class InferenceServer:
         registry = backends if backends is not None else BackendRegistry.with_builtins(self._caller)
         self.repository = ModelRepositoryManager(settings, registry, self, drain_timeout_s=drain_timeout_s)
         self._models = self.repository.models
+        self.response_cache = self.repository.response_cache  # None without --cache-config
         self._logs = log_controller or LogController(LogState.from_settings(settings))
         self.tracing = tracing or Tracing(settings.trace_config)
         self._started = False

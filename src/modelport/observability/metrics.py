@@ -19,6 +19,11 @@ from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFam
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from modelport.observability.cache_metrics import (
+    CacheFigures,
+    ResponseCacheCollector,
+    per_model_cache_counters,
+)
 from modelport.observability.stats import Histogram, ModelStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -143,6 +148,7 @@ class TritonModelCollector(Collector):
         yield from (success, failure, count, executions, pending)
         if self._options.counter_latencies:
             yield from _duration_counters(versions)
+            yield from per_model_cache_counters(versions)  # Triton has them among the latency counters
         if self._options.histograms:
             yield from _histograms(versions)
 
@@ -243,12 +249,18 @@ def _read_meminfo(path: str) -> tuple[int, int] | None:
 
 
 def create_metrics_registry(
-    served_versions: ServedVersions, options: MetricsOptions | None = None, proc: str = "/proc"
+    served_versions: ServedVersions,
+    options: MetricsOptions | None = None,
+    proc: str = "/proc",
+    cache: CacheFigures | None = None,
 ) -> CollectorRegistry:
-    """A fresh registry holding modelport's collectors (never prometheus_client's global registry)."""
+    """A fresh registry holding modelport's collectors (never prometheus_client's global registry);
+    `cache`: the server's response cache, when it has one."""
     options = options or MetricsOptions()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(TritonModelCollector(served_versions, options))
+    if cache is not None:
+        registry.register(ResponseCacheCollector(cache))
     if options.cpu_metrics:
         cpu = HostCpuCollector(proc)
         cpu.prime()

@@ -84,14 +84,17 @@ class ExecutionTiming:
 class ModelStats:
     """Counters for one model version, in Triton's statistics-extension shape."""
 
-    def __init__(self, histograms: bool = True) -> None:
+    def __init__(self, histograms: bool = True, response_cache: bool = False) -> None:
         self.histograms = histograms
+        self.response_cache = response_cache  # the model's config enables it: nv_cache_*_per_model
         self.success = Duration()
         self.fail = Duration()
         self.queue = Duration()
         self.compute_input = Duration()
         self.compute_infer = Duration()
         self.compute_output = Duration()
+        self.cache_hit = Duration()
+        self.cache_miss = Duration()
         self.inference_count = 0
         self.execution_count = 0
         self.last_inference_ms = 0
@@ -131,6 +134,21 @@ class ModelStats:
             self.request_latency.observe(request_ns)
             self.queue_latency.observe(queue_ns)
 
+    def record_cache_hit(self, request_ns: int, queue_ns: int, lookup_ns: int) -> None:
+        """One request answered from the response cache: a success with no execution and no compute."""
+        self.success.add(request_ns)
+        self.queue.add(queue_ns)
+        self.cache_hit.add(lookup_ns)
+        if self.histograms:
+            self.request_latency.observe(request_ns)
+            self.queue_latency.observe(queue_ns)
+
+    def record_cache_miss(self, miss_ns: int) -> None:
+        """A success (already recorded) whose response went into the cache; `miss_ns` (lookup + insert)
+        is part of its request time too."""
+        self.success.ns += miss_ns
+        self.cache_miss.add(miss_ns)
+
     def record_failure(self, request_ns: int, reason: str) -> None:
         """One request that failed after it was queued (timeout REJECTED, BACKEND, CANCELED, OTHER)."""
         self.fail.add(request_ns)
@@ -151,8 +169,8 @@ class ModelStats:
                 "compute_input": self.compute_input.to_json(),
                 "compute_infer": self.compute_infer.to_json(),
                 "compute_output": self.compute_output.to_json(),
-                "cache_hit": {"count": 0, "ns": 0},
-                "cache_miss": {"count": 0, "ns": 0},
+                "cache_hit": self.cache_hit.to_json(),
+                "cache_miss": self.cache_miss.to_json(),
             },
             "response_stats": {},
             "batch_stats": [

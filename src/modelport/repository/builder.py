@@ -26,9 +26,11 @@ from modelport.repository.records import ModelTable
 from modelport.repository.served import ServedModel
 from modelport.repository.warmup import build_samples, run_warmup
 from modelport.scheduling.base import Scheduler
+from modelport.scheduling.caching import with_response_cache
 from modelport.scheduling.dynamic_batcher import DynamicBatcher
 from modelport.scheduling.ensemble import EnsembleCore, EnsembleScheduler
 from modelport.scheduling.instances import InstancePool
+from modelport.scheduling.response_cache import ResponseCache
 from modelport.scheduling.sequence_batcher import SequenceBatcher
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,8 @@ class ServedModelBuilder:
         self._core = core
         self._models = models
         self._histograms = settings.allow_metrics and settings.metrics_histograms
+        size = settings.response_cache_size
+        self.response_cache = ResponseCache(size) if size else None  # one for every model, as in Triton
 
     async def build(self, configured: ConfiguredModel, version: int, version_dir: Path) -> ServedModel:
         """A READY-to-serve version (warmed up); raises what failed, with nothing left running."""
@@ -57,16 +61,17 @@ class ServedModelBuilder:
         except BaseException:
             await asyncio.to_thread(pool.close)
             raise
-        stats = self._new_stats()
+        stats = self._new_stats(spec)
         scheduler: Scheduler
         if spec.sequence_batching is not None:
             scheduler = SequenceBatcher(spec, pool, stats)
         else:
-            scheduler = DynamicBatcher(spec, pool, stats)
+            batcher = DynamicBatcher(spec, pool, stats)
+            scheduler = with_response_cache(batcher, spec, version, stats, self.response_cache)
         return ServedModel(spec, version, scheduler, configured.labels, stats)
 
-    def _new_stats(self) -> ModelStats:
-        return ModelStats(histograms=self._histograms)
+    def _new_stats(self, spec: ModelSpec) -> ModelStats:
+        return ModelStats(histograms=self._histograms, response_cache=spec.response_cache is not None)
 
     async def _create_pool(self, spec: ModelSpec, version: int, version_dir: Path) -> InstancePool:
         model_path = version_dir / spec.default_model_filename
@@ -106,8 +111,11 @@ class ServedModelBuilder:
         if problems:
             raise InvalidInput(f"invalid ensemble '{spec.name}': " + "; ".join(problems))
         labels = inherited_labels(spec, configured.labels, [m.labels for m in composing])
-        stats = self._new_stats()
-        return ServedModel(spec, version, EnsembleScheduler(spec, self._core, stats), labels, stats)
+        stats = self._new_stats(spec)
+        scheduler = with_response_cache(
+            EnsembleScheduler(spec, self._core, stats), spec, version, stats, self.response_cache
+        )
+        return ServedModel(spec, version, scheduler, labels, stats)
 
 
 def placements(spec: ModelSpec) -> list[InstancePlacement]:

@@ -69,6 +69,7 @@ class ModelRepositoryManager:
         self._settings = settings
         self.models = ModelTable()
         self._builder = ServedModelBuilder(settings, backends, core, self.models)
+        self.response_cache = self._builder.response_cache  # None without --cache-config
         self._backends = backends
         self._locks: dict[str, asyncio.Lock] = {}  # one per model name: its loads and unloads take turns
         self._load_slots: asyncio.Semaphore | None = None
