@@ -63,8 +63,11 @@ class SequenceInputs:
         self._batching = batching
         self._flags = [c for c in spec.controls if c.kind != "CORRID"]
         self._corrid = spec.control("CORRID")
+        # The flag inputs never change: built once, shared by every request (nothing writes to them).
         self._constants = {
-            (c.name, v): _filled(c, v, self._shape) for c in self._flags for v in (False, True)
+            (c.name, v): _input(c.name, _filled(c, v, self._shape))
+            for c in self._flags
+            for v in (False, True)
         }
 
     def initial_state(self) -> dict[str, np.ndarray]:
@@ -108,7 +111,7 @@ class SequenceInputs:
                 state[s.input_name] = np.array(produced)
 
     def _flag(self, control: ControlSpec, value: bool) -> InferInput:
-        return _input(control.name, self._constants[(control.name, value)])
+        return self._constants[(control.name, value)]
 
     def _corrid_input(self, corrid: CorrelationId) -> InferInput:
         control = self._corrid
