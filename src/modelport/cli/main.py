@@ -78,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--cache-config", action="append", default=[], metavar="<cache>,<setting>=<value>",
                        help="response cache: local,size=<bytes> (models opt in with response_cache)")
     serve.add_argument("--response-cache-byte-size", help="deprecated: --cache-config local,size=<bytes>")
+    serve.add_argument("--rate-limit", default="off", metavar="off|execution_count",
+                       help="execution_count: an instance runs only when the resources its rate_limiter "
+                            "config lists are free; off: rate_limiter configs are ignored")
+    serve.add_argument("--rate-limit-resource", action="append", default=[],
+                       metavar="<name>:<count>[:<device>]",
+                       help="copies of a rate-limiter resource (per device, or on every device; repeatable); "
+                            "by default, the most any one instance needs")
     from modelport.cli.traffic import add_traffic_parser
 
     add_traffic_parser(commands)
@@ -259,7 +266,20 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         log_error=args.log_error,
         **_observability_settings(args),  # type: ignore[arg-type]
         response_cache_size=_response_cache_size(args),
+        **_rate_limit_settings(args),  # type: ignore[arg-type]
     )
+
+
+def _rate_limit_settings(args: argparse.Namespace) -> dict[str, object]:
+    from modelport.cli.rate_limit_flags import parse_rate_limit, parse_rate_limit_resources
+
+    try:
+        return {
+            "rate_limit": parse_rate_limit(args.rate_limit),
+            "rate_limit_resources": parse_rate_limit_resources(args.rate_limit_resource),
+        }
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def _response_cache_size(args: argparse.Namespace) -> int | None:

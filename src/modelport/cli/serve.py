@@ -9,6 +9,7 @@ import socket
 from dataclasses import dataclass
 
 from modelport import __version__
+from modelport.cli.rate_limit_flags import rate_limit_rows
 from modelport.cli.tables import render_table
 from modelport.clock import Deadline
 from modelport.config.settings import ServerSettings
@@ -253,5 +254,6 @@ def _options_table(settings: ServerSettings) -> str:
         ["grpc_stack", "aio" if settings.frontend_workers else settings.grpc_stack],
         ["exit_timeout", str(settings.exit_timeout_secs)],
         ["frontend_workers", str(settings.frontend_workers)],
+        *rate_limit_rows(settings),
     ]
     return render_table(["Option", "Value"], rows)

@@ -24,6 +24,15 @@ class Restriction:
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimitResource:
+    """`--rate-limit-resource=<name>:<count>[:<device>]`: copies of a resource the server has."""
+
+    name: str
+    count: int
+    device: int = -1  # -1: every device (a global resource takes its largest count, whatever the device)
+
+
+@dataclass(frozen=True, slots=True)
 class TraceConfig:
     """Startup trace settings from Triton's `--trace-config [<mode>,]<setting>=<value>` flags."""
 
@@ -54,6 +63,9 @@ class ServerSettings:
     server_id: str = "modelport"
     # --cache-config local,size=<bytes>: the response cache's size (None: no cache, as without the flag)
     response_cache_size: int | None = None
+    # --rate-limit (off | execution_count) and --rate-limit-resource
+    rate_limit: str = "off"
+    rate_limit_resources: tuple[RateLimitResource, ...] = ()
     # Processes that own the HTTP and gRPC ports and hand requests to this one (0: serve them here).
     frontend_workers: int = 0
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modelport.config.rate_limiter import RateLimiterSpec, rate_limiter_spec
 from modelport.config.response_cache import ResponseCacheSpec, response_cache_spec
 from modelport.config.sequence import SequenceBatchingSpec, sequence_batching
 from modelport.protocol import ModelConfigProto, model_config_pb2
@@ -52,6 +53,7 @@ class InstanceGroupSpec:
     kind: str  # "KIND_CPU" | "KIND_GPU" | "KIND_MODEL"
     count: int
     gpus: tuple[int, ...] = ()
+    rate_limiter: RateLimiterSpec | None = None  # the group's `rate_limiter` block, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +222,7 @@ def build_spec(config: ModelConfigProto, model_dir: Path | None = None) -> Model
             kind=model_config_pb2.ModelInstanceGroup.Kind.Name(g.kind),
             count=g.count,
             gpus=tuple(g.gpus),
+            rate_limiter=rate_limiter_spec(g),
         )
         for g in config.instance_group
     )

@@ -30,6 +30,8 @@ from modelport.scheduling.caching import with_response_cache
 from modelport.scheduling.dynamic_batcher import DynamicBatcher
 from modelport.scheduling.ensemble import EnsembleCore, EnsembleScheduler
 from modelport.scheduling.instances import InstancePool
+from modelport.scheduling.limited_pool import make_pool, register_instances
+from modelport.scheduling.rate_limiter import RateLimiter
 from modelport.scheduling.response_cache import ResponseCache
 from modelport.scheduling.sequence_batcher import SequenceBatcher
 
@@ -48,6 +50,9 @@ class ServedModelBuilder:
         self._histograms = settings.allow_metrics and settings.metrics_histograms
         size = settings.response_cache_size
         self.response_cache = ResponseCache(size) if size else None  # one for every model, as in Triton
+        # One for every model too: instances of different models compete for the same resources.
+        limited = settings.rate_limit == "execution_count"
+        self._rate_limiter = RateLimiter(settings.rate_limit_resources) if limited else None
 
     async def build(self, configured: ConfiguredModel, version: int, version_dir: Path) -> ServedModel:
         """A READY-to-serve version (warmed up); raises what failed, with nothing left running."""
@@ -80,8 +85,10 @@ class ServedModelBuilder:
             shown = repository_path(model_path, model_repository_of(model_path))
             raise ModelUnavailable(f"unable to find '{shown}' for model '{spec.name}' version {version}")
         backend = self._backends.get(spec.backend)
+        spots = placements(spec)
+        tickets = register_instances(self._rate_limiter, spec, spots)  # InvalidInput: too few resources
         results = await asyncio.gather(
-            *(asyncio.to_thread(backend.create_instance, spec, model_path, p) for p in placements(spec)),
+            *(asyncio.to_thread(backend.create_instance, spec, model_path, p) for p in spots),
             return_exceptions=True,
         )
         instances: list[ModelInstance] = [r for r in results if not isinstance(r, BaseException)]
@@ -90,11 +97,13 @@ class ServedModelBuilder:
             for instance in instances:
                 with contextlib.suppress(Exception):
                     instance.close()
+            if self._rate_limiter is not None and tickets is not None:
+                self._rate_limiter.unregister(tickets)
             error = errors[0]
             if isinstance(error, ModelportError):
                 raise error
             raise InternalError(f"{type(error).__name__}: {error}") from error
-        return InstancePool(spec.name, instances, thread_name=f"{spec.name}-v{version}")
+        return make_pool(spec.name, instances, f"{spec.name}-v{version}", self._rate_limiter, tickets)
 
     def _build_ensemble(self, configured: ConfiguredModel, version: int) -> ServedModel:
         """An ensemble version, checked against its composing models (which must be serving)."""

@@ -71,6 +71,7 @@ class DynamicBatcher:
         self._grow = False
         self._sequence = 0
         self._stopped = False
+        pool.on_available(self._review)  # a rate-limited pool's instance got its resources
 
     async def submit(self, request: InferRequest) -> Outputs:
         if self._stopped:

@@ -44,7 +44,15 @@ OnDone = Callable[[Execution], None]
 
 
 class InstancePool:
-    """Idle instances wait in FIFO order; a batch runs on its instance's own thread."""
+    """Idle instances wait in FIFO order; a batch runs on its instance's own thread.
+
+    A scheduler takes an instance (`try_acquire`, `try_acquire_instance`, or `acquire` to wait),
+    then `run`s or `execute`s one batch on it; the instance is idle again when that ends. An
+    instance is available only when it is idle and, in a rate-limited pool (RateLimitedPool), can
+    take its rate-limiter resources now; `idle_count` counts those. Resources can also come free
+    when another model's execution ends: a scheduler that waits for an instance without awaiting
+    `acquire` registers `on_available(callback)` and looks at its queue again when it is called.
+    """
 
     def __init__(self, model: str, instances: Sequence[ModelInstance], thread_name: str) -> None:
         self._instances = list(instances)
@@ -53,6 +61,13 @@ class InstancePool:
         }
         self._idle: deque[ModelInstance] = deque(self._instances)
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._on_available: list[Callable[[], None]] = []
+
+    def on_available(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (on the event loop) when an instance may have become available for a reason
+        other than the end of an execution the scheduler started: a rate-limiter grant. Never called
+        in a pool that is not rate-limited."""
+        self._on_available.append(callback)
 
     @property
     def size(self) -> int:

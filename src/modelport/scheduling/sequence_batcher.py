@@ -127,6 +127,7 @@ class SequenceBatcher:
         self._reaper: asyncio.TimerHandle | None = None
         self._drained: asyncio.Future[None] | None = None
         self._stopped = False
+        pool.on_available(self._review_all)  # a rate-limited pool's instance got its resources
 
     @property
     def queued(self) -> int:
@@ -190,6 +191,10 @@ class SequenceBatcher:
             heapq.heappush(self._free, slot)
 
     # --- forming and running batches ---------------------------------------------------
+    def _review_all(self) -> None:
+        for lane in self._lanes:
+            self._review(lane)
+
     def _review(self, lane: _Lane) -> None:
         """Send the lane's next batch if its instance is idle and the strategy says so."""
         if self._stopped or lane.running is not None:
@@ -253,8 +258,8 @@ class SequenceBatcher:
         return (signature(item.request), tuple((k, v.shape) for k, v in state.items()))
 
     def _start(self, lane: _Lane, chosen: list[_Item | None], now: int) -> None:
-        taken = self._pool.try_acquire_instance(lane.instance)
-        assert taken, "a lane's instance runs only the lane's batches"
+        if not self._pool.try_acquire_instance(lane.instance):
+            return  # its rate-limiter resources are taken: _review_all runs when they are granted
         prepared = {id(item): self._prepare(item) for item in chosen if item is not None}
         like = next(iter(prepared.values()))
         batch = [(item, self._inputs.filler(like) if item is None else prepared[id(item)]) for item in chosen]
