@@ -84,6 +84,7 @@ class RateLimitedPool(InstancePool):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake_due = False
         self._return_due = False
+        self._named: set[Ticket] = set()  # asked for by name (try_acquire_instance) and not yet taken
 
     @property
     def idle_count(self) -> int:
@@ -101,6 +102,7 @@ class RateLimitedPool(InstancePool):
     def try_acquire_instance(self, instance: ModelInstance) -> bool:
         if instance not in self._idle:
             return False
+        self._named.add(self._tickets[id(instance)])
         self._ask((instance,))
         if not self._tickets[id(instance)].granted:
             return False
@@ -127,7 +129,9 @@ class RateLimitedPool(InstancePool):
 
     def _take(self, instance: ModelInstance) -> None:
         self._idle.remove(instance)
-        self._limiter.start(self._tickets[id(instance)])
+        ticket = self._tickets[id(instance)]
+        self._named.discard(ticket)
+        self._limiter.start(ticket)
 
     def _ask(self, instances: Iterable[ModelInstance]) -> None:
         """Put the idle instances that are not yet in the limiter's line in it."""
@@ -162,13 +166,15 @@ class RateLimitedPool(InstancePool):
 
     def _wake(self) -> None:
         self._wake_due = False  # first: a grant from now on schedules another wake
-        for callback in self._on_available:
-            callback()
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-        self._schedule_return()  # after the woken acquire() calls have taken theirs
+        try:
+            for callback in self._on_available:
+                callback()
+        finally:
+            while self._waiters:
+                waiter = self._waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+            self._schedule_return()  # after the woken acquire() calls have taken theirs
 
     def _schedule_return(self) -> None:
         if not self._return_due:
@@ -176,8 +182,14 @@ class RateLimitedPool(InstancePool):
             asyncio.get_running_loop().call_soon(self._return_unused)
 
     def _return_unused(self) -> None:
+        """A grant still untaken means the scheduler has nothing to run now: give it back, and take
+        out of line the instances it did not ask for by name since (it asks again at its next
+        decision: an arrival, a timer, an execution's end), so that a scheduler waiting to fill a
+        batch does not take turns with itself."""
         self._return_due = False
-        for instance in list(self._idle):
-            ticket = self._tickets[id(instance)]
-            if ticket.granted:
-                self._limiter.decline(ticket)
+        if self._wake_due:
+            return  # the scheduler has not been told of a grant yet: the wake returns what it leaves
+        tickets = [self._tickets[id(instance)] for instance in list(self._idle)]
+        if any(t.granted for t in tickets):
+            self._limiter.withdraw(t for t in tickets if t.granted or t not in self._named)
+            self._named.clear()

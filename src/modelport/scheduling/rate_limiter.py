@@ -115,7 +115,7 @@ class RateLimiter:
 
     def request(self, tickets: Iterable[Ticket]) -> list[Ticket]:
         """Put these idle tickets in line; those of them granted at once (not notified; the caller
-        must start or decline each). Tickets not idle are left as they are."""
+        must start or withdraw each). Tickets not idle are left as they are."""
         asked = []
         with self._lock:
             for ticket in tickets:
@@ -156,13 +156,18 @@ class RateLimiter:
             granted = self._allocate()
         _notify(granted)
 
-    def decline(self, ticket: Ticket) -> None:
-        """A granted ticket will not execute now (its scheduler had nothing to send): give back."""
+    def withdraw(self, tickets: Iterable[Ticket]) -> None:
+        """These tickets leave the line, and granted ones give back unused (their scheduler has
+        nothing to run now); they are idle until asked again."""
         with self._lock:
-            if ticket.state != GRANTED:
-                return
-            self._give_back(ticket)
-            ticket.state = IDLE
+            for ticket in tickets:
+                if ticket.state == WAITING:
+                    self._waiting.remove(ticket)
+                elif ticket.state == GRANTED:
+                    self._give_back(ticket)
+                else:
+                    continue
+                ticket.state = IDLE
             granted = self._allocate()
         _notify(granted)
 

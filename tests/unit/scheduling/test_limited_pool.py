@@ -21,7 +21,7 @@ from modelport.observability.stats import ModelStats
 from modelport.scheduling.dynamic_batcher import DynamicBatcher
 from modelport.scheduling.instances import InstancePool
 from modelport.scheduling.limited_pool import RateLimitedPool, make_pool, register_instances
-from modelport.scheduling.rate_limiter import RateLimiter
+from modelport.scheduling.rate_limiter import RateLimiter, Ticket
 from modelport.scheduling.sequence_batcher import SequenceBatcher
 from modelport.tensor.records import InferRequest
 from modelport.testing.fakes import EchoInstance, echo_request, spec_from_pbtxt
@@ -191,3 +191,32 @@ async def test_pools_that_need_no_rate_limiting_stay_plain(caplog: pytest.LogCap
         "model 'off_model': instance_group rate_limiter is ignored: the rate limiter is off "
         "(--rate-limit=execution_count turns it on)"
     ]
+
+
+class CountingLimiter(RateLimiter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.grants = 0
+
+    def _allocate(self) -> list[Ticket]:
+        granted = super()._allocate()
+        self.grants += len(granted)
+        return granted
+
+
+async def test_a_scheduler_waiting_to_fill_a_batch_does_not_spin_on_grants() -> None:
+    limiter = CountingLimiter()
+    instances = [EchoInstance(), EchoInstance()]
+    model = spec_from_pbtxt(
+        IO.replace("max_batch_size: 0", "max_batch_size: 8")
+        + LIMITED.format(count=2)
+        + "\ndynamic_batching { preferred_batch_size: [ 4 ] max_queue_delay_microseconds: 300000 }",
+        name="a",
+    )
+    batcher = DynamicBatcher(model, pool_for(limiter, model, instances), ModelStats())
+    call = asyncio.create_task(batcher.submit(echo_request()))
+    await asyncio.sleep(0.15)  # the request waits for a fuller batch: the instances have nothing to run
+    assert limiter.grants <= 4, f"{limiter.grants} grants while nothing ran"
+    await asyncio.wait_for(call, TIMEOUT_S)
+    assert [i.batches for i in instances] in ([[[1]], []], [[], [[1]]])
+    await batcher.stop()

@@ -139,7 +139,7 @@ def test_an_instance_whose_resources_are_free_is_not_held_up_by_one_waiting_for_
     assert run(limiter, other)  # Q is not what the waiting one needs
 
 
-def test_grants_to_instances_not_asking_are_notified_and_declines_give_back() -> None:
+def test_grants_to_instances_not_asking_are_notified_and_withdrawals_give_back() -> None:
     limiter = RateLimiter()
     holder, waiter = one(limiter, ("R", 1)), one(limiter, ("R", 1))
     notified: list[Ticket] = []
@@ -149,9 +149,18 @@ def test_grants_to_instances_not_asking_are_notified_and_declines_give_back() ->
     limiter.finish(holder)
     assert notified == [waiter] and waiter.state == GRANTED
     vtime = waiter.vtime
-    limiter.decline(waiter)  # its scheduler had nothing to send after all
+    limiter.withdraw([waiter])  # its scheduler had nothing to send after all
     assert waiter.state == IDLE and waiter.vtime == vtime
     assert run(limiter, holder)
+
+
+def test_a_withdrawn_waiting_instance_leaves_the_line() -> None:
+    limiter = RateLimiter()
+    holder, first, second = one(limiter, ("R", 1)), one(limiter, ("R", 1)), one(limiter, ("R", 1))
+    assert run(limiter, holder) and not run(limiter, first) and not run(limiter, second)
+    limiter.withdraw([first, holder])  # holder is running: left as it is
+    limiter.finish(holder)
+    assert (first.state, second.state) == (IDLE, GRANTED)
 
 
 def test_unregistering_gives_back_what_was_held_and_a_late_finish_is_ignored() -> None:
