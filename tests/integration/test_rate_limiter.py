@@ -47,16 +47,21 @@ backend: "python"
 max_batch_size: 0
 input [{{ name: "IN" data_type: TYPE_FP32 dims: [ 1 ] }}]
 output [{{ name: "SPAN" data_type: TYPE_FP64 dims: [ 2 ] }}]
-instance_group [{{ count: 2 kind: KIND_CPU rate_limiter {{ resources [{{ name: "R" count: {need} }}] }} }}]
+instance_group [{{ count: {count} kind: KIND_CPU
+  rate_limiter {{ resources [{{ name: "R" count: {need} }}] priority: {priority} }} }}]
 """
 CALLS_PER_MODEL = 8  # per model, all at once: 16 executions of 80 ms
 
 
-def write_repository(repo: Path, needs: dict[str, int]) -> Path:
+def write_repository(
+    repo: Path, needs: dict[str, int], count: int = 2, priorities: dict[str, int] | None = None
+) -> Path:
     for name, need in needs.items():
         (repo / name / "1").mkdir(parents=True)
         (repo / name / "1" / "model.py").write_text(MODEL_PY)
-        (repo / name / "config.pbtxt").write_text(CONFIG.format(name=name, need=need))
+        priority = (priorities or {}).get(name, 0)
+        config = CONFIG.format(name=name, need=need, count=count, priority=priority)
+        (repo / name / "config.pbtxt").write_text(config)
     return repo
 
 
@@ -138,6 +143,15 @@ def test_too_few_copies_on_the_command_line_fail_the_load_with_tritons_message(t
         'Resource count for "R" is limited to 2 which will prevent scheduling of one or more model '
         "instances, the minimum required count is 3"
     ) in index["greedy"]["reason"]
+
+
+def test_priority_1_runs_twice_as_often_as_priority_2_while_both_wait(tmp_path: Path) -> None:
+    repo = write_repository(tmp_path / "repo", {"a": 1, "b": 1}, count=1, priorities={"a": 1, "b": 2})
+    with running_server(repo, tmp_path / "server.log", ["--rate-limit=execution_count"], grpc=True) as server:
+        spans = asyncio.run(spans_over_both_protocols(server))  # a's spans first, then b's
+    runs = sorted((start, i < CALLS_PER_MODEL) for i, (start, _) in enumerate(spans))
+    first = [is_a for _, is_a in runs[: CALLS_PER_MODEL + CALLS_PER_MODEL // 2]]  # both still queued
+    assert 7 <= sum(first) <= 9, "".join("a" if is_a else "b" for _, is_a in runs)
 
 
 def infer(client: httpclient.InferenceServerClient, model: str, seconds: float) -> np.ndarray:
