@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
 
@@ -24,6 +24,7 @@ from modelport.core.server import InferenceServer
 from modelport.core.streaming import StreamItem
 from modelport.errors import InvalidInput, ModelportError
 from modelport.frontends.http.body import ClientDisconnected, receive_body
+from modelport.frontends.http.disconnect import unless_disconnected
 from modelport.frontends.http.errors import JSON, Headers, error_parts, internal_error_parts
 from modelport.frontends.status import http_status
 
@@ -68,7 +69,7 @@ class GenerateEndpoint:
             items = server.infer_stream(request, handle=handle)
             async with contextlib.aclosing(items):
                 respond = _events(items, answer) if self._streaming else _single(items, answer)
-                await _unless_disconnected(receive, respond)
+                await unless_disconnected(receive, respond)
 
 
 async def _single(items: AsyncIterator[StreamItem], answer: _Answer) -> None:
@@ -98,27 +99,6 @@ async def _events(items: AsyncIterator[StreamItem], answer: _Answer) -> None:
             status, payload = http_status(exc.code), generate.encode_error(exc.message)
         await answer.event(status, generate.sse_event(payload))
     await answer.end()
-
-
-async def _unless_disconnected(receive: Receive, work: Awaitable[None]) -> None:
-    """Run `work`; if the client goes away first, cancel it and raise ClientDisconnected."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(receive))
-    try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-        if not task.done():
-            task.cancel()
-            await asyncio.wait((task,))  # its cleanup (the request's cancellation) runs before we go on
-    if task.cancelled():
-        raise ClientDisconnected()
-    task.result()
-
-
-async def _disconnected(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
 
 
 class _Answer:
