@@ -344,28 +344,24 @@ class InferenceServer:
         """
         bind_request_id(request.id)
         try:
-            with contextlib.ExitStack() as own:
-                if handle is None:
-                    handle = own.enter_context(self.acquire(request.model_name, request.model_version))
-                items = self._stream(request, handle.model, empty_final_response)
+            resolved = (
+                contextlib.nullcontext(handle)
+                if handle is not None
+                else self.acquire(request.model_name, request.model_version)
+            )
+            with resolved as chosen:
+                model = chosen.model
+                if not model.spec.decoupled:
+                    yield StreamItem(await self._run(request, model, None, "HTTP end point"), True)
+                    return
+                normalize_request(request, model.spec)
+                items = stream_decoupled(request, model, empty_final_response)
                 async with contextlib.aclosing(items):
                     async for item in items:
                         yield item
         finally:
             if request.input_regions is not None:
                 request.input_regions.release()
-
-    async def _stream(
-        self, request: InferRequest, model: ServedModel, empty_final_response: bool
-    ) -> AsyncGenerator[StreamItem, None]:
-        if not model.spec.decoupled:
-            yield StreamItem(await self._run(request, model, None, "HTTP end point"), True)
-            return
-        normalize_request(request, model.spec)
-        items = stream_decoupled(request, model, empty_final_response)
-        async with contextlib.aclosing(items):
-            async for item in items:
-                yield item
 
 
 def _build_response(
