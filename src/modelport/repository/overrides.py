@@ -92,6 +92,7 @@ def materialize(
     try:
         paths = {_relative_path(key): data for key, data in files.items()}
     except _Refused as exc:
+        log.error("failed to poll model '%s': %s", model, exc)
         raise poll_failed(model, str(exc)) from None
     root = _temp_root(model)
     model_dir = root / model
@@ -133,6 +134,7 @@ def _write_override(model: str, model_dir: Path, relative: PurePosixPath, data: 
     try:
         _write_confined(model_dir, relative, data)
     except _Refused as exc:
+        log.error("failed to poll model '%s': %s", model, exc)
         raise poll_failed(model, str(exc)) from None
     except OSError as exc:  # a name too long for the file system, a full disk...
         log.error("failed to poll model '%s': override file '%s' cannot be written: %s", model, relative, exc)
