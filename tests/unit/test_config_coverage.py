@@ -90,6 +90,28 @@ def test_a_config_of_supported_fields_gives_no_warning_once_completed() -> None:
     assert review(_completed(PLAIN), "m") == Review()
 
 
+# GET /v2/models/b/config of tritonserver 2.51 (the peer) for a Python model: Triton's completed config.
+TRITON_2_51_CONFIG = (
+    '{"name": "b", "platform": "", "backend": "python", "runtime": "", '
+    '"version_policy": {"latest": {"num_versions": 1}}, "max_batch_size": 8, '
+    '"input": [{"name": "INPUT0", "data_type": "TYPE_FP32", "format": "FORMAT_NONE", '
+    '"dims": [4], "is_shape_tensor": false, "allow_ragged_batch": false, "optional": false, '
+    '"is_non_linear_format_io": false}], "output": [{"name": "OUTPUT0", '
+    '"data_type": "TYPE_FP32", "dims": [4], "label_filename": "", "is_shape_tensor": false, '
+    '"is_non_linear_format_io": false}], "batch_input": [], "batch_output": [], '
+    '"optimization": {"priority": "PRIORITY_DEFAULT", "input_pinned_memory": {"enable": true}, '
+    '"output_pinned_memory": {"enable": true}, "gather_kernel_buffer_threshold": 0, '
+    '"eager_batching": false}, "instance_group": [{"name": "b", "kind": "KIND_CPU", '
+    '"count": 1, "gpus": [], "secondary_devices": [], "profile": [], "passive": false, '
+    '"host_policy": ""}], "default_model_filename": "model.py", "cc_model_filenames": {}, '
+    '"metric_tags": {}, "parameters": {}, "model_warmup": []}'
+)
+
+
+def test_a_config_as_triton_completes_it_gives_no_warning() -> None:
+    assert review(parse_json(TRITON_2_51_CONFIG, "b"), "b") == Review()
+
+
 def test_supported_sequence_batching_gives_no_warning() -> None:
     text = """name: "s" max_batch_size: 4 sequence_batching { max_sequence_idle_microseconds: 5
       oldest { max_candidate_sequences: 2 }
