@@ -24,7 +24,8 @@ from modelport.observability.logging import LogController, LogState, bind_reques
 from modelport.observability.tracing import Tracing
 from modelport.protocol import ModelConfigProto
 from modelport.repository.lifecycle import IndexEntry
-from modelport.repository.manager import ModelRepositoryManager, poll_failed
+from modelport.repository.manager import ModelRepositoryManager
+from modelport.repository.overrides import poll_failed
 from modelport.repository.routing import parse_version_number, parse_weights
 from modelport.repository.served import ModelHandle, ServedModel
 from modelport.scheduling.normalize import normalize_request
