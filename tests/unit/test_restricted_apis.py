@@ -220,3 +220,16 @@ def test_unrestricted_repository_warning(settings: ServerSettings, expected: str
         assert warning is None
     else:
         assert warning is not None and f"not restricted on {expected}" in warning
+
+
+def test_the_generate_routes_are_inference() -> None:
+    settings = ServerSettings(http_restricted_apis={"inference": Restriction("i", "w")})
+    refused = (403, {"error": "This API is restricted, expecting header 'i'"})
+    for path in (
+        "/v2/models/m/generate",
+        "/v2/models/m/generate_stream",
+        "/v2/models/m/versions/2/generate",
+        "/v2/models/m/versions/2/generate_stream",
+    ):
+        assert _call(settings, "POST", path, []) == refused, path
+        assert _call(settings, "GET", path, []) == refused, path  # refused before the method is looked at

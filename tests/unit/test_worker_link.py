@@ -288,3 +288,50 @@ def test_only_dead_engines_folders_are_removed(tmp_path: Path, monkeypatch: pyte
         folder.mkdir()
     remove_stale_folders()
     assert (stale.exists(), live.exists(), other.exists()) == (False, True, True)
+
+
+# ----------------------------------------------------------------------------------------------------
+# streamed answers (generate_stream through the workers)
+
+
+async def test_the_parts_of_a_streamed_answer_reach_their_call_before_its_answer() -> None:
+    link, transport = client()
+    got: list[tuple[Any, bytes]] = []
+    call = asyncio.ensure_future(link.call(Kind.HTTP, (), b"", lambda h, b: got.append((h, bytes(b)))))
+    plain = asyncio.ensure_future(link.call(Kind.HTTP, (), b""))
+    await asyncio.sleep(0)
+    [(streamed_id, _, _, _), (plain_id, _, _, _)] = sent_frames(transport)
+    frames = frames_of(
+        (streamed_id, Kind.PART, (200, [(b"content-type", b"text/event-stream")]), b"data: 1\n\n"),
+        (plain_id, Kind.PART, None, b"dropped: that call takes no parts"),
+        (streamed_id, Kind.PART, None, b"data: 2\n\n"),
+        (streamed_id, Kind.ANSWER, (200, []), b""),
+        (plain_id, Kind.ANSWER, (200, []), b"whole"),
+    )
+    feed(link, frames, 1 << 20)
+    assert await call == ((200, []), b"")
+    assert await plain == ((200, []), b"whole")
+    assert got == [((200, [(b"content-type", b"text/event-stream")]), b"data: 1\n\n"), (None, b"data: 2\n\n")]
+    feed(link, frames_of((streamed_id, Kind.PART, None, b"late")), 1 << 20)  # after the answer: dropped
+    assert len(got) == 2
+
+
+async def test_the_http_bridge_sends_a_body_in_parts_as_the_app_makes_it() -> None:
+    parts: list[tuple[Any, bytes]] = []
+    made: list[str] = []
+
+    async def part(head: Any, body: Any) -> None:
+        parts.append((head, bytes(body)))
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-b", b"2")]})
+        for event in (b"one", b"two"):
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+            made.append(f"{event.decode()} sent, {len(parts)} parts out")
+        await send({"type": "http.response.body", "body": b""})
+
+    (status, headers), body = await HttpBridge(app)(HEAD, b"", part)
+    assert (status, headers, body) == (200, [(b"x-b", b"2")], b"")
+    assert parts == [((200, [(b"x-b", b"2")]), b"one"), (None, b"two")]
+    assert made == ["one sent, 1 parts out", "two sent, 2 parts out"]  # each part left before the next

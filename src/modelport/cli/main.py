@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="model repository folder (repeatable)")
     serve.add_argument("--model-control-mode", choices=["none", "poll", "explicit"], default="none")
     serve.add_argument("--load-model", action="append", default=[], help="model to load in explicit mode")
+    serve.add_argument("--model-config-name", default=None, metavar="<name>",
+                       help="each model reads <model>/configs/<name>.pbtxt when it exists, else config.pbtxt")
     serve.add_argument("--repository-poll-secs", type=float, default=15.0)
     _flag(serve, "--strict-readiness", True, "ready only when every model is ready")
     _flag(serve, "--exit-on-error", False, "exit at startup when a model fails to load")
@@ -86,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="copies of a rate-limiter resource (per device, or on every device; repeatable); "
                             "by default, the most any one instance needs")
     from modelport.cli.traffic import add_traffic_parser
+    from modelport.cli.triton_flags import add_unimplemented_flags
+
+    add_unimplemented_flags(serve)  # last: a flag defined above is never shadowed
 
     add_traffic_parser(commands)
     return parser
@@ -229,6 +234,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     any_port = (args.allow_http and args.http_port == 0) or (args.allow_grpc and args.grpc_port == 0)
     if args.frontend_workers and any_port:
         raise SystemExit("--frontend-workers needs fixed ports: the workers share them (0 picks one each)")
+    if args.model_config_name == "":
+        raise SystemExit("Error: empty argument for --model-config-name")
     auto_complete = not args.disable_auto_complete_config
     if args.strict_model_config is not None:
         print(
@@ -245,6 +252,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         exit_on_error=args.exit_on_error,
         exit_timeout_secs=args.exit_timeout_secs,
         auto_complete_config=auto_complete,
+        model_config_name=args.model_config_name or "",
         backend_config=parse_backend_config(args.backend_config),
         server_id=args.id,
         frontend_workers=args.frontend_workers,
@@ -303,6 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         settings = settings_from_args(args)
         logs = configure_logging(settings)
+        _warn_unimplemented_flags(args)
         _warn_unrestricted_repository(settings)
         from modelport.cli.allocator import tune_malloc
         from modelport.cli.serve import serve
@@ -314,6 +323,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             logs.close()
     return 2
+
+
+def _warn_unimplemented_flags(args: argparse.Namespace) -> None:
+    from modelport.cli.triton_flags import unimplemented_flag_warnings
+
+    for warning in unimplemented_flag_warnings(args):
+        logging.getLogger("modelport.server").warning("%s", warning)
 
 
 def _warn_unrestricted_repository(settings: ServerSettings) -> None:

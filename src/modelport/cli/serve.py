@@ -246,6 +246,7 @@ def _options_table(settings: ServerSettings) -> str:
         ["model_control_mode", settings.model_control_mode],
         ["strict_readiness", str(settings.strict_readiness).lower()],
         ["auto_complete_config", str(settings.auto_complete_config).lower()],
+        ["model_config_name", settings.model_config_name],
         ["http", f"{settings.http_address}:{settings.http_port}" if settings.allow_http else "off"],
         ["grpc", f"{settings.grpc_address}:{settings.grpc_port}" if settings.allow_grpc else "off"],
         ["metrics", f"{settings.metrics_address or settings.http_address}:{settings.metrics_port}"

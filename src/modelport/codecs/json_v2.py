@@ -202,7 +202,7 @@ def _from_json(data: Any, dtype: datatype.DataType, shape: tuple[int, ...], name
             array = np.empty(len(items), dtype=object)
             array[:] = [as_bytes(v) for v in items]
         else:
-            array = _json_numbers(flat, dtype)
+            array = json_numbers(flat, dtype)
     except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidInput(f"Unable to parse 'data' of input '{name}' as {dtype.name}: {exc}") from None
     if array.size != math.prod(shape):
@@ -222,7 +222,7 @@ def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _json_numbers(data: list[Any], dtype: datatype.DataType) -> np.ndarray:
+def json_numbers(data: list[Any], dtype: datatype.DataType) -> np.ndarray:
     """The numbers of a (possibly nested) JSON array as a flat array of `dtype`.
 
     As in Triton, each value must be of its datatype's JSON kind: true/false for BOOL, integers for
@@ -340,7 +340,7 @@ def encode_response(response: InferResponse, request: InferRequest) -> tuple[byt
             entry.setdefault("parameters", {})["binary_data_size"] = len(blob)
             blobs.append(blob)
         else:
-            entry["data"] = _json_data(out.data, out.datatype)
+            entry["data"] = json_data(out.data, out.datatype)
         outputs.append(entry)
     doc: dict[str, Any] = {}
     if response.id:
@@ -361,7 +361,7 @@ def _raw_bytes(data: np.ndarray, dtype_name: str) -> memoryview | bytes:
     return memoryview(contiguous).cast("B") if contiguous.size else b""  # type: ignore[arg-type]
 
 
-def _json_data(data: np.ndarray, dtype_name: str) -> Any:
+def json_data(data: np.ndarray, dtype_name: str) -> Any:
     if dtype_name == "BYTES":
         return [as_bytes(v).decode("utf-8", errors="replace") for v in data.reshape(-1)]
     return np.ascontiguousarray(data).reshape(-1)

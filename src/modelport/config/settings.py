@@ -59,6 +59,7 @@ class ServerSettings:
     exit_on_error: bool = False
     exit_timeout_secs: float = 30.0
     auto_complete_config: bool = True
+    model_config_name: str = ""  # --model-config-name: each model prefers configs/<name>.pbtxt
     backend_config: dict[str, dict[str, str]] = field(default_factory=dict)
     server_id: str = "modelport"
     # --cache-config local,size=<bytes>: the response cache's size (None: no cache, as without the flag)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,8 @@ from modelport.observability.logging import LogController, LogState, bind_reques
 from modelport.observability.tracing import Tracing
 from modelport.protocol import ModelConfigProto
 from modelport.repository.lifecycle import IndexEntry
-from modelport.repository.manager import ModelRepositoryManager, poll_failed
+from modelport.repository.manager import ModelRepositoryManager
+from modelport.repository.overrides import poll_failed
 from modelport.repository.routing import parse_version_number, parse_weights
 from modelport.repository.served import ModelHandle, ServedModel
 from modelport.scheduling.normalize import normalize_request
@@ -331,24 +333,34 @@ class InferenceServer:
         return response
 
     async def infer_stream(
-        self, request: InferRequest, empty_final_response: bool = False
-    ) -> AsyncIterator[StreamItem]:
+        self, request: InferRequest, empty_final_response: bool = False, handle: ModelHandle | None = None
+    ) -> AsyncGenerator[StreamItem, None]:
         """Run one request and yield its responses: exactly one for most models, 0..n for decoupled ones.
 
         Each StreamItem carries a response or an error, and whether it is the request's last.
         Errors found before the request runs (unknown model, invalid input) are raised.
         `empty_final_response` (triton_enable_empty_final_response) adds an empty last response
-        when a decoupled model ends a request without data.
+        when a decoupled model ends a request without data. `handle` is the version the caller
+        resolved (and decoded the request against) with `acquire`; the caller releases it.
+        Closing the iterator early cancels the request (a decoupled model sees is_cancelled()).
         """
         bind_request_id(request.id)
         try:
-            with self.acquire(request.model_name, request.model_version) as handle:
-                if not handle.spec.decoupled:
-                    yield StreamItem(await self._run(request, handle.model, None, "HTTP end point"), True)
+            resolved = (
+                contextlib.nullcontext(handle)
+                if handle is not None
+                else self.acquire(request.model_name, request.model_version)
+            )
+            with resolved as chosen:
+                model = chosen.model
+                if not model.spec.decoupled:
+                    yield StreamItem(await self._run(request, model, None, "HTTP end point"), True)
                     return
-                normalize_request(request, handle.spec)
-                async for item in stream_decoupled(request, handle.model, empty_final_response):
-                    yield item
+                normalize_request(request, model.spec)
+                items = stream_decoupled(request, model, empty_final_response)
+                async with contextlib.aclosing(items):
+                    async for item in items:
+                        yield item
         finally:
             if request.input_regions is not None:
                 request.input_regions.release()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -67,7 +67,7 @@ class ResponseStream:
 
 async def stream_decoupled(
     request: InferRequest, model: ServedModel, empty_final_response: bool = False
-) -> AsyncIterator[StreamItem]:
+) -> AsyncGenerator[StreamItem, None]:
     """Run a validated request on a decoupled model and yield each response it sends.
 
     When the model ends a request with a bare FINAL flag, an empty final response is yielded only

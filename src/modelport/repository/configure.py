@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from modelport.backends.registry import BackendRegistry
-from modelport.config import completion, model_config, validation
+from modelport.config import completion, coverage, model_config, validation
 from modelport.config.settings import ServerSettings
 from modelport.config.spec import ModelSpec, build_spec
 from modelport.errors import InvalidInput
 from modelport.protocol import ModelConfigProto
 from modelport.repository.source import ModelFolder
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,12 +32,14 @@ def configure_model(
     *,
     override: ModelConfigProto | None = None,
 ) -> ConfiguredModel:
-    """Read (or take) the config, complete it, validate it and load its labels files.
+    """Read (or take) the config, complete it, validate it, check it against what modelport implements
+    (a warning per field it ignores; INVALID_ARG for one it refuses), and load its labels files.
 
     KIND_AUTO instance groups take the GPUs the model's backend can use here, else the CPU.
     """
-    source = _shown(folder, folder.config_path)  # what error answers call the file
-    config = _read_config(folder, settings, override)
+    config_file = folder.config_path  # chosen once: configs/<--model-config-name>.pbtxt or config.pbtxt
+    source = _shown(folder, config_file)  # what error answers call the file
+    config = _read_config(folder, config_file, settings, override)
     if not config.name:
         config.name = folder.name
     elif config.name != folder.name:
@@ -50,26 +55,36 @@ def configure_model(
     gpus = backends.get(config.backend).usable_gpus() if config.platform != "ensemble" else 0
     completion.apply_defaults(config, gpu_count=gpus)
     validation.validate(config, source)
+    _check_coverage(config, source)
     spec = build_spec(config, folder.path)
     return ConfiguredModel(spec=spec, labels=_read_labels(folder.path, spec))
 
 
 def _read_config(
-    folder: ModelFolder, settings: ServerSettings, override: ModelConfigProto | None
+    folder: ModelFolder, config_file: Path, settings: ServerSettings, override: ModelConfigProto | None
 ) -> ModelConfigProto:
     if override is not None:
         config = ModelConfigProto()
         config.CopyFrom(override)
         return config
-    if folder.config_path.is_file():
-        text = folder.config_path.read_text(encoding="utf-8")
-        return model_config.parse_pbtxt(text, _shown(folder, folder.config_path))
+    if config_file.is_file():
+        text = config_file.read_text(encoding="utf-8")
+        return model_config.parse_pbtxt(text, _shown(folder, config_file))
     if not settings.auto_complete_config:
         raise InvalidInput(
-            f"model '{folder.name}' has no {folder.config_path.name} and auto-complete is disabled "
+            f"model '{folder.name}' has no {config_file.name} and auto-complete is disabled "
             f"(--disable-auto-complete-config)"
         )
     return ModelConfigProto()
+
+
+def _check_coverage(config: ModelConfigProto, source: str) -> None:
+    """One warning per config field modelport ignores; a field it refuses fails the load."""
+    found = coverage.review(config, config.name)
+    if found.refusals:
+        raise InvalidInput(f"model '{config.name}' ({source}): " + "; ".join(found.refusals))
+    for warning in found.warnings:
+        log.warning("%s", warning)
 
 
 def _first_model_file(folder: ModelFolder, config: ModelConfigProto) -> Path | None:

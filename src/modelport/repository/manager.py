@@ -28,6 +28,7 @@ from modelport.repository import ensemble_graph, overrides
 from modelport.repository.builder import ServedModelBuilder
 from modelport.repository.configure import ConfiguredModel, configure_model
 from modelport.repository.fingerprint import fingerprint_folder
+from modelport.repository.overrides import poll_failed
 from modelport.repository.records import ModelRecord, ModelTable, retire
 from modelport.repository.routing import policy_from_parameters
 from modelport.repository.served import ServedModel
@@ -45,14 +46,6 @@ class _Loaded:
     version: int
     served: ServedModel | None = None
     error: str = ""
-
-
-def poll_failed(name: str) -> InvalidInput:
-    """The answer to a load that cannot even begin (no such folder, a bad name or override).
-
-    Triton's text; Triton answers it with 500, modelport with 400: each cause is the client's.
-    """
-    return InvalidInput(f"failed to load '{name}', failed to poll from model repository")
 
 
 class ModelRepositoryManager:
@@ -82,7 +75,10 @@ class ModelRepositoryManager:
     # --- startup -------------------------------------------------------------------------
     async def start(self) -> None:
         """Scan the repositories and load what the control mode says to load."""
-        folders = await asyncio.to_thread(scan_repositories, self._settings.model_repositories)
+        settings = self._settings
+        folders = await asyncio.to_thread(
+            scan_repositories, settings.model_repositories, settings.model_config_name
+        )
         for folder in folders.values():
             self.models.add(ModelRecord(folder))
         names = self._startup_models(list(folders))
@@ -146,11 +142,7 @@ class ModelRepositoryManager:
         workdir: Path | None = None
         source = on_disk
         if files:  # written before the model is known, so a refused override leaves no trace
-            try:
-                workdir, source = await asyncio.to_thread(overrides.materialize, name, on_disk, files)
-            except OSError as exc:  # e.g. a name or path the file system refuses
-                reason = f"its files cannot be written: {exc.strerror}"
-                raise InvalidInput(f"failed to load '{name}': {reason}") from None
+            workdir, source = await asyncio.to_thread(overrides.materialize, name, on_disk, files)
         record = self.models.add(ModelRecord(on_disk or ModelFolder(name, Path(), {})))
         if workdir is not None:
             record.workdirs.add(workdir)
@@ -260,7 +252,7 @@ class ModelRepositoryManager:
             if len(found) > 1:
                 log.error("model '%s' is not unique across all model repositories", name)
             return None
-        return read_model_folder(found[0])
+        return read_model_folder(found[0], self._settings.model_config_name)
 
     async def _load_composing_models(self, configured: ConfiguredModel) -> None:
         """Load the models an ensemble's steps call that are not serving yet, as Triton does."""

@@ -98,5 +98,6 @@ class RepositoryPoller:
         return plan
 
     def _scan(self) -> tuple[dict[str, ModelFolder], Snapshot]:
-        folders = scan_repositories(self._manager.settings.model_repositories)
+        settings = self._manager.settings
+        folders = scan_repositories(settings.model_repositories, settings.model_config_name)
         return folders, {name: fingerprint_folder(folder) for name, folder in folders.items()}

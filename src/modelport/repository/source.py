@@ -1,4 +1,9 @@
-"""Scans model repository folders: `<repo>/<model>/config.pbtxt` and numeric version folders."""
+"""Scans model repository folders: `<repo>/<model>/config.pbtxt` and numeric version folders.
+
+With `--model-config-name=<name>` a model reads `<model>/configs/<name>.pbtxt` when that file exists,
+else its `config.pbtxt` (else auto-complete), as Triton does; the choice is made at each read, so
+adding or removing the custom file takes effect at the next load or poll.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.pbtxt"
-_SKIPPED_FOLDERS = {"warmup", "initial_state", "configs"}
+CUSTOM_CONFIG_FOLDER = "configs"
+_SKIPPED_FOLDERS = {"warmup", "initial_state", CUSTOM_CONFIG_FOLDER}
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,20 +25,26 @@ class ModelFolder:
     name: str
     path: Path
     versions: dict[int, Path]
+    config_name: str = ""  # --model-config-name: prefer configs/<config_name>.pbtxt
 
     @property
     def config_path(self) -> Path:
+        """The config file this model reads now: the custom one if it exists, else config.pbtxt."""
+        if self.config_name:
+            custom = self.path / CUSTOM_CONFIG_FOLDER / f"{self.config_name}.pbtxt"
+            if custom.is_file():
+                return custom
         return self.path / CONFIG_FILE
 
 
-def scan_repositories(roots: tuple[Path, ...]) -> dict[str, ModelFolder]:
+def scan_repositories(roots: tuple[Path, ...], config_name: str = "") -> dict[str, ModelFolder]:
     """Every model folder under the roots; a name found in two roots is skipped with a warning."""
     found: dict[str, list[ModelFolder]] = {}
     for root in roots:
         for entry in sorted(root.iterdir()):
             if entry.name.startswith(".") or not entry.is_dir():
                 continue
-            found.setdefault(entry.name, []).append(read_model_folder(entry))
+            found.setdefault(entry.name, []).append(read_model_folder(entry, config_name))
     models: dict[str, ModelFolder] = {}
     for name, folders in found.items():
         if len(folders) > 1:
@@ -42,7 +54,7 @@ def scan_repositories(roots: tuple[Path, ...]) -> dict[str, ModelFolder]:
     return models
 
 
-def read_model_folder(path: Path) -> ModelFolder:
+def read_model_folder(path: Path, config_name: str = "") -> ModelFolder:
     """The version folders of one model folder (non-numeric and zero-padded names are ignored)."""
     versions: dict[int, Path] = {}
     for entry in sorted(path.iterdir()):
@@ -55,7 +67,7 @@ def read_model_folder(path: Path) -> ModelFolder:
             )
             continue
         versions[version] = entry
-    return ModelFolder(name=path.name, path=path, versions=versions)
+    return ModelFolder(name=path.name, path=path, versions=versions, config_name=config_name)
 
 
 def parse_version(name: str) -> int | None:

@@ -19,6 +19,7 @@ from modelport.errors import ModelportError
 from modelport.frontends import restrictions as r
 from modelport.frontends.http import handlers as h
 from modelport.frontends.http.errors import JSON, Headers, error_parts, internal_error_parts
+from modelport.frontends.http.generate_endpoint import GenerateEndpoint
 from modelport.frontends.http.infer_endpoint import InferEndpoint
 from modelport.frontends.restrictions import HeaderCheck, header_checks
 
@@ -47,6 +48,17 @@ def infer_routes(endpoint: InferEndpoint) -> Table:
     return [
         (r.INFERENCE, Route(_VERSIONED + "/infer", endpoint, methods=["POST"])),
         (r.INFERENCE, Route(_MODEL + "/infer", endpoint, methods=["POST"])),
+    ]
+
+
+def generate_routes(server: InferenceServer) -> Table:
+    """Triton's generate extension: one JSON answer, or Server-Sent Events (generate_endpoint.py)."""
+    whole, stream = GenerateEndpoint(server, streaming=False), GenerateEndpoint(server, streaming=True)
+    return [
+        (r.INFERENCE, Route(_VERSIONED + "/generate", whole, methods=["POST"])),
+        (r.INFERENCE, Route(_MODEL + "/generate", whole, methods=["POST"])),
+        (r.INFERENCE, Route(_VERSIONED + "/generate_stream", stream, methods=["POST"])),
+        (r.INFERENCE, Route(_MODEL + "/generate_stream", stream, methods=["POST"])),
     ]
 
 
@@ -217,7 +229,7 @@ def infer_path_params(path: str) -> dict[str, Any] | None:
 def create_http_app(server: InferenceServer) -> HttpApp:
     """The HTTP/REST app serving `server`, with its restricted APIs from the settings."""
     fast_table = infer_routes(InferEndpoint(server))
-    table = [*ROUTES, *fast_table]
+    table = [*ROUTES, *generate_routes(server), *fast_table]
     app = Starlette(
         routes=[route for _, route in table],
         exception_handlers={

@@ -2,6 +2,7 @@
 
 HTTP requests become an ASGI scope for `create_http_app(server)`, called in-process as uvicorn
 would call it, so routing, restrictions, statistics and every handler behave as with no workers.
+A body the app sends in parts (generate_stream's events) goes to the worker part by part.
 ModelInfer runs the servicer's own path after the same restriction check and startup gate as the
 gRPC interceptors apply; the worker turns the (code, details) answer into the RPC's status.
 """
@@ -23,6 +24,7 @@ from modelport.frontends.grpc.servicer import InferenceServicer
 from modelport.frontends.http.errors import internal_error_parts
 from modelport.frontends.restrictions import HeaderCheck
 from modelport.frontends.workers.link import Body
+from modelport.frontends.workers.link_server import PartWriter
 from modelport.protocol import service_pb2
 
 log = logging.getLogger(__name__)
@@ -35,12 +37,16 @@ def status_number(code: grpc.StatusCode) -> int:
 
 
 class HttpBridge:
-    """Runs one forwarded HTTP request through `app` and returns ((status, headers), body)."""
+    """Runs one forwarded HTTP request through `app` and returns ((status, headers), body).
+
+    With `part`, each body message the app sends with more_body goes out at once as a PART (the
+    first with (status, headers)); the answer then carries the last one.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self._app = app
 
-    async def __call__(self, head: Any, body: Body) -> tuple[Any, Body]:
+    async def __call__(self, head: Any, body: Body, part: PartWriter | None = None) -> tuple[Any, Body]:
         method, path, raw_path, query, headers, client, server, http_version, scheme = head
         scope = {
             "type": "http",
@@ -62,6 +68,7 @@ class HttpBridge:
         answered = asyncio.get_running_loop().create_future()
         start: Message | None = None
         parts: list[bytes] = []
+        streamed = False
 
         async def receive() -> Message:
             if request:
@@ -70,10 +77,15 @@ class HttpBridge:
             return {"type": "http.disconnect"}
 
         async def send(message: Message) -> None:
-            nonlocal start
+            nonlocal start, streamed
             if message["type"] == "http.response.start":
                 start = message
             elif message["type"] == "http.response.body":
+                if part is not None and message.get("more_body", False) and start is not None:
+                    await part(None if streamed else (start["status"], list(start.get("headers", ()))),
+                               message.get("body", b""))  # fmt: skip
+                    streamed = True
+                    return
                 parts.append(message.get("body", b""))
                 if not message.get("more_body", False) and not answered.done():
                     answered.set_result(None)
@@ -105,7 +117,7 @@ class GrpcInferBridge:
         self._check = check  # the inference category's restriction, if any
         self._parse = tolerant(service_pb2.ModelInferRequest.FromString)
 
-    async def __call__(self, metadata: Any, body: Body) -> tuple[Any, Body]:
+    async def __call__(self, metadata: Any, body: Body, part: PartWriter | None = None) -> tuple[Any, Body]:
         # The order of the interceptors and the handler in frontends/grpc: restriction, startup gate,
         # parsing, the call.
         if self._check is not None and not self._check.allows_grpc(metadata):

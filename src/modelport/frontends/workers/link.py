@@ -28,6 +28,7 @@ DIRECT_BYTES = 64 * 1024  # a body from this size is read straight into a buffer
 
 Body = bytes | bytearray
 FrameHandler = Callable[[int, int, Any, Body], None]
+PartHandler = Callable[[Any, Body], None]
 
 
 class Kind(enum.IntEnum):
@@ -36,6 +37,7 @@ class Kind(enum.IntEnum):
     GRPC_INFER = 3  # worker -> engine: invocation metadata; a serialized ModelInferRequest
     ANSWER = 4  # engine -> worker: the answer's head; its body
     CANCEL = 5  # worker -> engine: the client went away, no answer is wanted
+    PART = 6  # engine -> worker: a part of a streamed answer (an HTTP body sent as it is made)
 
 
 class LinkError(Exception):
@@ -202,17 +204,23 @@ class LinkClient(FrameProtocol):
     def __init__(self, max_body: int) -> None:
         super().__init__(self._on_answer, max_body)
         self._waiting: dict[int, asyncio.Future[tuple[Any, Body]]] = {}
+        self._parts: dict[int, PartHandler] = {}
         self._next_id = 0
 
-    async def call(self, kind: Kind, head: Any, body: Body = b"") -> tuple[Any, Body]:
+    async def call(
+        self, kind: Kind, head: Any, body: Body = b"", on_part: PartHandler | None = None
+    ) -> tuple[Any, Body]:
         """Send a request frame and return the answer's (head, body); LinkError when the link is down.
 
+        `on_part(head, body)` gets each PART of a streamed answer as it arrives, before the answer.
         A cancelled call tells the engine, which cancels its side of the request.
         """
         self._next_id = (self._next_id + 1) & 0xFFFFFFFF
         request_id = self._next_id
         answer: asyncio.Future[tuple[Any, Body]] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = answer
+        if on_part is not None:
+            self._parts[request_id] = on_part
         try:
             self.send(request_id, kind, head, body)
             await self.drain()
@@ -224,8 +232,15 @@ class LinkClient(FrameProtocol):
             raise
         finally:
             self._waiting.pop(request_id, None)
+            if on_part is not None:
+                self._parts.pop(request_id, None)
 
     def _on_answer(self, request_id: int, kind: int, head: Any, body: Body) -> None:
+        if kind == Kind.PART:
+            on_part = self._parts.get(request_id)
+            if on_part is not None:
+                on_part(head, body)
+            return
         answer = self._waiting.pop(request_id, None)
         if answer is not None and not answer.done():
             answer.set_result((head, body))

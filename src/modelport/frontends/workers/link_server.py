@@ -17,9 +17,11 @@ log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S = 2.0
 
-# Answers a request frame's (head, body) with the answer's (head, body); raises nothing but
-# CancelledError (each handler turns its own failures into answers).
-Handler = Callable[[Any, Body], Awaitable[tuple[Any, Body]]]
+# Sends one PART (head, body) of a streamed answer ahead of the answer, once the link has room.
+PartWriter = Callable[[Any, Body], Awaitable[None]]
+# Answers a request frame's (head, body) with the answer's (head, body), optionally after PARTs;
+# raises nothing but CancelledError (each handler turns its own failures into answers).
+Handler = Callable[[Any, Body, PartWriter], Awaitable[tuple[Any, Body]]]
 
 
 class _WorkerConnection(FrameProtocol):
@@ -50,8 +52,12 @@ class _WorkerConnection(FrameProtocol):
         self._tasks[request_id] = asyncio.create_task(self._answer(request_id, handler, head, body))
 
     async def _answer(self, request_id: int, handler: Handler, head: Any, body: Body) -> None:
+        async def part(part_head: Any, part_body: Body) -> None:
+            self.send(request_id, Kind.PART, part_head, part_body)
+            await self.drain()
+
         try:
-            answer_head, answer_body = await handler(head, body)
+            answer_head, answer_body = await handler(head, body, part)
             del head, body
             self.send(request_id, Kind.ANSWER, answer_head, answer_body)
             del answer_body
