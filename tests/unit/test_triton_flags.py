@@ -101,8 +101,6 @@ TRITON_2_51_FLAGS: dict[str, str] = dict([
     ("--trace-count", "<integer>"),
     ("--trace-log-frequency", "<integer>"),
 ])  # fmt: skip
-# Implemented by the rate limiter's branch (merged after this list was written).
-ELSEWHERE = {"--rate-limit", "--rate-limit-resource"}
 
 
 def _parse(repo: Path, *args: str):  # type: ignore[no-untyped-def]
@@ -127,7 +125,7 @@ def test_the_list_is_tritons_own_with_its_argument_kinds() -> None:
 def test_every_triton_flag_is_implemented_or_accepted_and_none_is_both() -> None:
     own = _own_flags()
     assert not own & set(UNIMPLEMENTED), "implemented now: remove from cli/triton_flags.py"
-    assert set(TRITON_2_51_FLAGS) - own - set(UNIMPLEMENTED) - ELSEWHERE == set()
+    assert set(TRITON_2_51_FLAGS) - own - set(UNIMPLEMENTED) == set()
 
 
 @pytest.mark.parametrize("flag", sorted(UNIMPLEMENTED))
