@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+import asyncio
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -23,3 +24,13 @@ class Scheduler(Protocol):
         """Stop admitting; fail what is still queued; let running work finish until `deadline` (None:
         however long it takes), then fail it too; release the instances without waiting past it."""
         ...
+
+
+def resolve(future: asyncio.Future[Any], result: Any) -> None:
+    """Answer `future` with `result` (an exception is raised to its waiter), unless it is done already."""
+    if future.done():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)

@@ -24,7 +24,7 @@ from modelport.clock import Clock, Deadline, MonotonicClock
 from modelport.config.spec import ModelSpec, QueuePolicySpec
 from modelport.errors import ModelportError, ModelUnavailable, with_request_id
 from modelport.observability.stats import ModelStats
-from modelport.scheduling.base import Outputs
+from modelport.scheduling.base import Outputs, resolve
 from modelport.scheduling.batch_policy import BatchRules, decide
 from modelport.scheduling.instances import InstancePool, close_pool
 from modelport.scheduling.queue import PendingRequest, RequestQueue
@@ -256,12 +256,12 @@ class DynamicBatcher:
 
     def _complete(self, item: PendingRequest, result: Any) -> None:
         if not self._preserve_ordering:
-            _resolve(item.future, result)
+            resolve(item.future, result)
             return
         item.result, item.done = result, True
         while self._in_order and (self._in_order[0].done or self._in_order[0].future.done()):
             head = self._in_order.popleft()
-            _resolve(head.future, head.result)
+            resolve(head.future, head.result)
 
     async def stop(self, deadline: Deadline | None = None) -> None:
         """Refuse new requests, fail queued ones, let running batches finish until `deadline`.
@@ -312,15 +312,6 @@ def _held_deadline(item: PendingRequest) -> int | None:
     it was answered already."""
     held = item.own_timeout and not (item.expired or item.delay_on_timeout)
     return item.deadline_ns if held else None
-
-
-def _resolve(future: asyncio.Future[Any], result: Any) -> None:
-    if future.done():
-        return
-    if isinstance(result, BaseException):
-        future.set_exception(result)
-    else:
-        future.set_result(result)
 
 
 def _deadline_ns(policy: QueuePolicySpec, request: InferRequest, now: int) -> tuple[int | None, bool]:

@@ -94,8 +94,8 @@ class InstancePool:
         return True
 
     async def acquire(self) -> ModelInstance:
-        """Wait for an idle instance."""
-        while not self._idle:
+        """Wait for an instance that `try_acquire` gives."""
+        while (instance := self.try_acquire()) is None:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             try:
@@ -104,7 +104,7 @@ class InstancePool:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
                 raise
-        return self._idle.popleft()
+        return instance
 
     def run(self, instance: ModelInstance, requests: Sequence[InferRequest], on_done: OnDone) -> None:
         """Start a batch on an acquired `instance`'s thread.

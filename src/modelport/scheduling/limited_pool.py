@@ -109,18 +109,6 @@ class RateLimitedPool(InstancePool):
         self._take(instance)
         return True
 
-    async def acquire(self) -> ModelInstance:
-        while (instance := self.try_acquire()) is None:
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
-                raise
-        return instance
-
     def close(self) -> None:
         """Leave the limiter (what the instances hold goes back, even from one stuck past a stop
         deadline), then close the instances."""

@@ -34,7 +34,7 @@ from modelport.config.sequence import SequenceBatchingSpec
 from modelport.config.spec import ModelSpec
 from modelport.errors import InvalidInput, ModelportError, ModelUnavailable, with_request_id
 from modelport.observability.stats import ModelStats
-from modelport.scheduling.base import Outputs
+from modelport.scheduling.base import Outputs, resolve
 from modelport.scheduling.batch_policy import BatchRules, decide
 from modelport.scheduling.instances import InstancePool, close_pool
 from modelport.scheduling.sequence_inputs import (
@@ -308,7 +308,7 @@ class SequenceBatcher:
             trace = item.request.trace
             if trace is not None:
                 trace.computed(start, end, execution.timing)
-            _resolve(item.future, result)
+            resolve(item.future, result)
         if self._drained is not None and not self._drained.done() and not self._busy():
             self._drained.set_result(None)
 
@@ -368,7 +368,7 @@ class SequenceBatcher:
             while sequence.queue:
                 item = sequence.queue.popleft()
                 self._stats.pending -= 1
-                _resolve(item.future, ModelUnavailable(with_request_id(item.request.id, unloading)))
+                resolve(item.future, ModelUnavailable(with_request_id(item.request.id, unloading)))
         stuck = False
         if self._busy():
             self._drained = asyncio.get_running_loop().create_future()
@@ -384,7 +384,7 @@ class SequenceBatcher:
         for lane in self._lanes:
             for item, _ in lane.running or []:
                 if item is not None:
-                    _resolve(item.future, ModelUnavailable(with_request_id(item.request.id, message)))
+                    resolve(item.future, ModelUnavailable(with_request_id(item.request.id, message)))
         for name in self._pool.abort_busy():
             log.error(
                 "model '%s': instance %s did not return from its execution by the stop deadline; it is "
@@ -392,12 +392,3 @@ class SequenceBatcher:
                 self._model,
                 name,
             )
-
-
-def _resolve(future: asyncio.Future[Any], result: Any) -> None:
-    if future.done():
-        return
-    if isinstance(result, BaseException):
-        future.set_exception(result)
-    else:
-        future.set_result(result)
