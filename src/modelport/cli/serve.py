@@ -23,6 +23,8 @@ from modelport.frontends.workers.engine import WorkerFrontends
 from modelport.frontends.workers.supervisor import WorkerStartError
 from modelport.observability.logging import LogController
 from modelport.observability.metrics import MetricsApp, MetricsOptions, create_metrics_registry
+from modelport.observability.model_state_metrics import ModelStateCollector
+from modelport.repository.lifecycle import UNLOADED
 from modelport.repository.poller import RepositoryPoller
 
 log = logging.getLogger("modelport.server")
@@ -206,7 +208,20 @@ def _start_metrics(server: InferenceServer, settings: ServerSettings) -> Uvicorn
     )
     registry = create_metrics_registry(server.served_models, options, cache=server.response_cache)
     host = settings.metrics_address or settings.http_address
+    registry.register(ModelStateCollector(lambda: _model_states(server)))
     return uvicorn_server(MetricsApp(registry), host, settings.metrics_port)
+
+
+def _model_states(server: InferenceServer) -> list[tuple[str, str, str]]:
+    """(model, version, state) of every version loading, serving or failed, for modelport_model_state.
+
+    Versions unloaded on purpose and models never asked to load are left out: nothing is wrong with them.
+    """
+    return [
+        (row.name, row.version, row.state.value)
+        for row in server.repository_index()
+        if row.state is not None and row.reason != UNLOADED
+    ]
 
 
 def _install_signal_handlers(stop: asyncio.Event, force: asyncio.Event) -> None:
