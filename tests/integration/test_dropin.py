@@ -124,8 +124,8 @@ def test_an_ignored_config_field_loads_with_one_warning(
         "model 'warned': config field 'optimization.cuda.graphs' is not supported by modelport and is ignored"
     )
     accelerator = (
-        "model 'warned': config field 'optimization.execution_accelerators.gpu_execution_accelerator' "
-        "(accelerator 'tensorrt') is not supported by modelport and is ignored"
+        "model 'warned': gpu_execution_accelerator 'tensorrt' is not used by instance group 'warned_0': "
+        "it runs on the CPU"
     )
     assert log.count(graphs) == 1 and log.count(accelerator) == 1, log[-3000:]
     assert "model 'plain': config field" not in log  # a config of supported fields is silent
