@@ -31,12 +31,12 @@ REFUSED = """batch_input [ { kind: BATCH_ELEMENT_COUNT target_name: "N" data_typ
   source_input: "INPUT0" } ]"""
 # tritonserver flags modelport does not implement, in both forms, one repeated
 TRITON_FLAGS = [
-    "--http-thread-count=4", "--backend-directory", "/opt/tritonserver/backends", "--allow-gpu-metrics=false",
+    "--http-thread-count=4", "--backend-directory", "/opt/tritonserver/backends", "--host-policy=a,b=c",
     "--pinned-memory-pool-byte-size", "268435456", "--cuda-memory-pool-byte-size=0:67108864",
     "--min-supported-compute-capability", "6.0", "--model-load-thread-count=2", "--http-thread-count", "8",
 ]  # fmt: skip
 IGNORED_FLAGS = [
-    "--http-thread-count", "--backend-directory", "--allow-gpu-metrics", "--pinned-memory-pool-byte-size",
+    "--http-thread-count", "--backend-directory", "--host-policy", "--pinned-memory-pool-byte-size",
     "--cuda-memory-pool-byte-size", "--min-supported-compute-capability", "--model-load-thread-count",
 ]  # fmt: skip
 POLL_S = 0.2

@@ -23,6 +23,7 @@ from modelport.frontends.workers.engine import WorkerFrontends
 from modelport.frontends.workers.supervisor import WorkerStartError
 from modelport.observability.logging import LogController
 from modelport.observability.metrics import MetricsApp, MetricsOptions, create_metrics_registry
+from modelport.observability.nvml import NvmlReader
 from modelport.repository.poller import RepositoryPoller
 
 log = logging.getLogger("modelport.server")
@@ -203,8 +204,11 @@ def _start_metrics(server: InferenceServer, settings: ServerSettings) -> Uvicorn
         counter_latencies=settings.metrics_counter_latencies,
         histograms=settings.metrics_histograms,
         cpu_metrics=settings.allow_cpu_metrics,
+        gpu_metrics=settings.allow_gpu_metrics,
+        metrics_interval_s=settings.metrics_interval_ms / 1000.0,
     )
-    registry = create_metrics_registry(server.served_models, options, cache=server.response_cache)
+    gpus = NvmlReader.open() if settings.allow_gpu_metrics else None
+    registry = create_metrics_registry(server.served_models, options, cache=server.response_cache, gpus=gpus)
     host = settings.metrics_address or settings.http_address
     return uvicorn_server(MetricsApp(registry), host, settings.metrics_port)
 
