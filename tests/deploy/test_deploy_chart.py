@@ -327,11 +327,13 @@ def test_prometheus_adapter_rule_serves_the_hpa_metric(render: Any, py_tools: Pa
 def test_gpu_utilization_autoscaling_metric_has_an_adapter_rule(helm: Path, py_tools: Path) -> None:
     rendered = helm_template(
         helm, py_tools, "-f", str(VALUES_GPU), "--set", "autoscaling.enabled=true",
-        "--set", "autoscaling.targetCPUUtilizationPercentage=null", "--set", "autoscaling.gpuUtilization.enabled=true",
-    )
+        "--set", "autoscaling.targetCPUUtilizationPercentage=null",
+        "--set", "autoscaling.gpuUtilization.enabled=true",
+    )  # fmt: skip
     (metric,) = rendered.one("HorizontalPodAutoscaler")["spec"]["metrics"]
     assert metric["pods"]["target"] == {"type": "AverageValue", "averageValue": "0.7"}
-    adapter = load_yaml_documents((REPO / "deploy/helm/prometheus-adapter-values.yaml").read_text(), py_tools)[0]
+    adapter_values = (REPO / "deploy/helm/prometheus-adapter-values.yaml").read_text()
+    adapter = load_yaml_documents(adapter_values, py_tools)[0]
     served = {rule["name"]["as"]: rule for rule in adapter["rules"]["custom"]}
     rule = served[metric["pods"]["metric"]["name"]]
     assert "nv_gpu_utilization" in rule["seriesQuery"] and "<<.GroupBy>>" in rule["metricsQuery"]
