@@ -24,6 +24,7 @@ from modelport.frontends.workers.supervisor import WorkerStartError
 from modelport.observability.logging import LogController
 from modelport.observability.metrics import MetricsApp, MetricsOptions, create_metrics_registry
 from modelport.observability.model_state_metrics import ModelStateCollector
+from modelport.observability.nvml import NvmlReader
 from modelport.repository.lifecycle import UNLOADED
 from modelport.repository.poller import RepositoryPoller
 
@@ -205,8 +206,11 @@ def _start_metrics(server: InferenceServer, settings: ServerSettings) -> Uvicorn
         counter_latencies=settings.metrics_counter_latencies,
         histograms=settings.metrics_histograms,
         cpu_metrics=settings.allow_cpu_metrics,
+        gpu_metrics=settings.allow_gpu_metrics,
+        metrics_interval_s=settings.metrics_interval_ms / 1000.0,
     )
-    registry = create_metrics_registry(server.served_models, options, cache=server.response_cache)
+    gpus = NvmlReader.open() if settings.allow_gpu_metrics else None
+    registry = create_metrics_registry(server.served_models, options, cache=server.response_cache, gpus=gpus)
     host = settings.metrics_address or settings.http_address
     registry.register(ModelStateCollector(lambda: _model_states(server)))
     return uvicorn_server(MetricsApp(registry), host, settings.metrics_port)
