@@ -32,13 +32,14 @@ def tritonserver(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("setuptools", reason="building the companion wheel offline needs setuptools")
     scratch = tmp_path_factory.mktemp("compat")
     source = shutil.copytree(COMPAT, scratch / "source")  # the build writes beside the sources
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet", "--no-deps", "--no-index"]
+    options = ["--disable-pip-version-check", "--quiet", "--no-deps", "--no-index"]
     dist, site = scratch / "dist", scratch / "site"
-    subprocess.run([*pip, "wheel", "--no-build-isolation", "-w", str(dist), str(source)],
+    pip = [sys.executable, "-m", "pip"]
+    subprocess.run([*pip, "wheel", *options, "--no-build-isolation", "-w", str(dist), str(source)],
                    check=True, capture_output=True, timeout=120)  # fmt: skip
     (wheel,) = dist.glob("modelport_tritonserver_compat-*.whl")
-    subprocess.run([*pip, "install", "--target", str(site), str(wheel)], check=True, capture_output=True,
-                   timeout=120)  # fmt: skip
+    subprocess.run([*pip, "install", *options, "--target", str(site), str(wheel)],
+                   check=True, capture_output=True, timeout=120)  # fmt: skip
     return site / "bin" / "tritonserver"
 
 
