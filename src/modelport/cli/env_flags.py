@@ -25,6 +25,15 @@ EPILOG = (
 )
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's help layout, but a long variable name stays whole on its line, so it can be copied."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        import textwrap
+
+        return textwrap.wrap(" ".join(text.split()), width, break_long_words=False, break_on_hyphens=False)
+
+
 def env_name(action: argparse.Action) -> str:
     """The variable for a flag, from its first long option: --http-port -> MODELPORT_HTTP_PORT."""
     long_names = [name for name in action.option_strings if name.startswith("--")]

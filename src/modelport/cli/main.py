@@ -12,6 +12,7 @@ from pathlib import Path
 
 from modelport import __version__
 from modelport.cli.env_flags import EnvironmentDefaults, describe_environment
+from modelport.cli.env_flags import HelpFormatter as EnvHelpFormatter
 from modelport.cli.triton_flags import DEST as IGNORED_DEST
 from modelport.config.settings import RESTRICTED_CATEGORIES, ServerSettings
 from modelport.observability.logging import configure_logging
@@ -44,7 +45,8 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     commands = parser.add_subparsers(dest="command", required=True)
     # `modelport tritonserver ...` is `serve`: an image whose entrypoint is modelport then runs a container
     # whose arguments start with `tritonserver`, as Triton's images do.
-    serve = commands.add_parser("serve", aliases=["tritonserver"], help="serve a model repository")
+    serve = commands.add_parser("serve", aliases=["tritonserver"], help="serve a model repository",
+                                formatter_class=EnvHelpFormatter)
     serve.add_argument("--model-repository", "--model-store", action="append", required=True, type=Path,
                        help="model repository folder (repeatable)")
     serve.add_argument("--model-control-mode", choices=["none", "poll", "explicit"], default="none")
