@@ -23,7 +23,9 @@ from modelport.frontends.workers.engine import WorkerFrontends
 from modelport.frontends.workers.supervisor import WorkerStartError
 from modelport.observability.logging import LogController
 from modelport.observability.metrics import MetricsApp, MetricsOptions, create_metrics_registry
+from modelport.observability.residency_metrics import ResidencyCollector
 from modelport.repository.poller import RepositoryPoller
+from modelport.repository.residency import LOAD_SECONDS_BOUNDS
 
 log = logging.getLogger("modelport.server")
 
@@ -204,7 +206,13 @@ def _start_metrics(server: InferenceServer, settings: ServerSettings) -> Uvicorn
         histograms=settings.metrics_histograms,
         cpu_metrics=settings.allow_cpu_metrics,
     )
-    registry = create_metrics_registry(server.served_models, options, cache=server.response_cache)
+    on_demand = settings.load_on_demand or settings.model_memory_budget is not None
+    residency = (
+        ResidencyCollector(server.repository.residency, LOAD_SECONDS_BOUNDS) if on_demand else None
+    )
+    registry = create_metrics_registry(
+        server.served_models, options, cache=server.response_cache, residency=residency
+    )
     host = settings.metrics_address or settings.http_address
     return uvicorn_server(MetricsApp(registry), host, settings.metrics_port)
 
@@ -256,5 +264,7 @@ def _options_table(settings: ServerSettings) -> str:
         ["exit_timeout", str(settings.exit_timeout_secs)],
         ["frontend_workers", str(settings.frontend_workers)],
         *rate_limit_rows(settings),
+        ["load_on_demand", str(settings.load_on_demand).lower()],
+        ["model_memory_budget", str(settings.model_memory_budget or "-")],
     ]
     return render_table(["Option", "Value"], rows)

@@ -24,6 +24,7 @@ from modelport.observability.cache_metrics import (
     ResponseCacheCollector,
     per_model_cache_counters,
 )
+from modelport.observability.residency_metrics import ResidencyCollector
 from modelport.observability.stats import Histogram, ModelStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -253,14 +254,17 @@ def create_metrics_registry(
     options: MetricsOptions | None = None,
     proc: str = "/proc",
     cache: CacheFigures | None = None,
+    residency: ResidencyCollector | None = None,
 ) -> CollectorRegistry:
     """A fresh registry holding modelport's collectors (never prometheus_client's global registry);
-    `cache`: the server's response cache, when it has one."""
+    `cache`: the server's response cache, when it has one; `residency`: model loads and memory."""
     options = options or MetricsOptions()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(TritonModelCollector(served_versions, options))
     if cache is not None:
         registry.register(ResponseCacheCollector(cache))
+    if residency is not None:
+        registry.register(residency)
     if options.cpu_metrics:
         cpu = HostCpuCollector(proc)
         cpu.prime()
