@@ -81,6 +81,21 @@ def test_first_request_loads_the_model_over_http_and_grpc(tmp_path: Path) -> Non
         }
 
 
+def test_metadata_and_config_load_the_model_but_readiness_does_not(tmp_path: Path) -> None:
+    for index in range(3):
+        write_add_model(tmp_path / "repo", index)
+    with on_demand_server(tmp_path / "repo", tmp_path / "server.log", grpc=True) as (server, metrics):
+        with http(server) as client:
+            assert not client.is_model_ready(add_model_name(0))
+            assert client.get_model_metadata(add_model_name(0))["versions"] == ["1"]
+            assert client.get_model_config(add_model_name(1))["max_batch_size"] == 8
+        with grpcclient.InferenceServerClient(server.grpc_url) as grpc_client:
+            assert not grpc_client.is_model_ready(add_model_name(2))
+            assert grpc_client.get_model_metadata(add_model_name(2)).versions == ["1"]
+            assert grpc_client.is_model_ready(add_model_name(2))
+        assert scrape(metrics).loads == {add_model_name(i): 1 for i in range(3)}
+
+
 def test_concurrent_first_requests_share_one_load(tmp_path: Path) -> None:
     write_add_model(tmp_path / "repo", 7)
     with on_demand_server(tmp_path / "repo", tmp_path / "server.log") as (server, metrics):

@@ -277,11 +277,14 @@ class InferenceServer:
 
     async def acquire_loaded(self, name: str, version: str = "", *, internal: bool = False) -> ModelHandle:
         """`acquire`, and with --load-on-demand, a model in the repository that is not loaded loads first."""
-        if self._on_demand is None:
-            return self.acquire(name, version, internal=internal)
-        if self._draining and not internal:
-            raise ModelUnavailable("Server exiting")
+        if self._on_demand is None or (self._draining and not internal):
+            return self.acquire(name, version, internal=internal)  # (refuses while draining)
         return await self._on_demand.acquire(name, version)
+
+    async def make_resident(self, name: str, version: str = "") -> None:
+        """With --load-on-demand, load a model in the repository that is not loaded (metadata, config)."""
+        if self._on_demand is not None:
+            (await self.acquire_loaded(name, version)).release()
 
     async def infer(
         self,
