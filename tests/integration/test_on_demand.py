@@ -27,11 +27,11 @@ EVICTED = "evicted (memory budget)"
 
 @contextmanager
 def on_demand_server(
-    repo: Path, log: Path, budget: int | None = None, *, grpc: bool = False
+    repo: Path, log: Path, budget: int | None = None, *, grpc: bool = False, on_demand: bool = True
 ) -> Iterator[tuple[ServerProcess, str]]:
     """An explicit-mode server with --load-on-demand (and a budget); yields it and its metrics URL."""
     port = free_port()
-    args = ["--model-control-mode=explicit", "--load-on-demand",
+    args = ["--model-control-mode=explicit", f"--load-on-demand={str(on_demand).lower()}",
             "--allow-metrics=true", f"--metrics-port={port}", f"--metrics-address={HOST}"]  # fmt: skip
     if budget is not None:
         args.append(f"--model-memory-budget={budget}")
@@ -162,6 +162,27 @@ def test_budget_evicts_the_least_recently_used_model(tmp_path: Path) -> None:
         assert figures.evictions == {add_model_name(1): 1, add_model_name(0): 1, add_model_name(2): 1}
         assert figures.loads[add_model_name(1)] == 2
         assert figures.resident_total <= 2 * size
+
+
+def test_a_budget_without_on_demand_applies_to_api_loads_in_order_of_use(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    for index in range(3):
+        write_add_model(repo, index)
+    size = folder_size(repo / add_model_name(0))
+    with (
+        on_demand_server(repo, tmp_path / "server.log", budget=2 * size, on_demand=False) as (server, _),
+        http(server) as client,
+    ):
+        with pytest.raises(InferenceServerException) as not_loaded:
+            infer_add(client, 0)
+        assert not_loaded.value.status() != "200", "without --load-on-demand a request loads nothing"
+        client.load_model(add_model_name(0))
+        client.load_model(add_model_name(1))
+        infer_add(client, 0)  # used after 1 was loaded: 1 is the least recently used
+        client.load_model(add_model_name(2))
+        rows = index_rows(client)
+        assert rows[add_model_name(1)]["reason"] == EVICTED
+        assert rows[add_model_name(0)]["state"] == rows[add_model_name(2)]["state"] == "READY"
 
 
 def test_a_pinned_model_is_never_evicted(tmp_path: Path) -> None:

@@ -72,7 +72,8 @@ class InferenceServer:
         registry = backends if backends is not None else BackendRegistry.with_builtins(self._caller)
         self.repository = ModelRepositoryManager(settings, registry, self, drain_timeout_s=drain_timeout_s)
         self._models = self.repository.models
-        self._on_demand = OnDemandLoader(self.repository) if settings.load_on_demand else None
+        on_demand = settings.load_on_demand or settings.model_memory_budget is not None
+        self._on_demand = OnDemandLoader(self.repository, load=settings.load_on_demand) if on_demand else None
         self.response_cache = self.repository.response_cache  # None without --cache-config
         self._logs = log_controller or LogController(LogState.from_settings(settings))
         self.tracing = tracing or Tracing(settings.trace_config)
@@ -284,7 +285,7 @@ class InferenceServer:
     async def make_resident(self, name: str, version: str = "") -> None:
         """With --load-on-demand, load a model in the repository that is not loaded (metadata, config)."""
         if self._on_demand is not None:
-            (await self.acquire_loaded(name, version)).release()
+            await self._on_demand.ensure(name, version)
 
     async def infer(
         self,

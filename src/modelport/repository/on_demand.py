@@ -1,5 +1,6 @@
 """OnDemandLoader (`--load-on-demand`): an inference request for a model in the repository that is
-not loaded loads it first; concurrent first requests share one load.
+not loaded loads it first; concurrent first requests share one load. Every request through it marks
+its model used, for the memory budget's least-recently-used order.
 
 A waiting request holds the model in the residency (it is not evicted between its load and the
 request taking its handle). A load that fails answers every waiting request with its reason.
@@ -21,8 +22,9 @@ log = logging.getLogger(__name__)
 class OnDemandLoader:
     """Resolves an inference request's model, loading it once when it is known but not loaded."""
 
-    def __init__(self, manager: ModelRepositoryManager) -> None:
+    def __init__(self, manager: ModelRepositoryManager, *, load: bool = True) -> None:
         self._manager = manager
+        self._load_missing = load  # False (a budget alone): only mark requests' models as used
         self._models = manager.models
         self._residency = manager.residency
         self._loads: dict[str, asyncio.Future[None]] = {}
@@ -38,12 +40,26 @@ class OnDemandLoader:
         try:
             return self.acquire_resident(name, version)
         except (ModelNotFound, ModelUnavailable):
-            if not await self._in_repository(name):
+            if not self._load_missing or not await self._in_repository(name):
                 raise
         self._residency.hold(name)
         try:
             await self.load(name)
             return self.acquire_resident(name, version)
+        finally:
+            self._residency.release_hold(name)
+
+    async def ensure(self, name: str, version: str = "") -> None:
+        """Load `name` for a metadata or config request when it is not loaded (no handle, no routing)."""
+        try:
+            self._models.lookup(name, version)
+            return
+        except (ModelNotFound, ModelUnavailable):
+            if not self._load_missing or not await self._in_repository(name):
+                return  # the request's own lookup answers with the usual error
+        self._residency.hold(name)  # not evicted before the caller's lookup, right after this returns
+        try:
+            await self.load(name)
         finally:
             self._residency.release_hold(name)
 
