@@ -115,7 +115,7 @@ def test_concurrent_first_requests_share_one_load(tmp_path: Path) -> None:
 def test_a_model_that_fails_to_load_answers_with_its_load_error(tmp_path: Path) -> None:
     write_broken_onnx(tmp_path / "repo")
     write_add_model(tmp_path / "repo", 1)
-    with on_demand_server(tmp_path / "repo", tmp_path / "server.log", grpc=True) as (server, _):
+    with on_demand_server(tmp_path / "repo", tmp_path / "server.log", grpc=True) as (server, metrics):
         with http(server) as client:
             tensor = httpclient.InferInput("INPUT0", [1, 4], "FP32")
             tensor.set_data_from_numpy(np.zeros((1, 4), dtype=np.float32))
@@ -134,6 +134,7 @@ def test_a_model_that_fails_to_load_answers_with_its_load_error(tmp_path: Path) 
             with pytest.raises(InferenceServerException) as failed:
                 grpc_client.infer("broken_onnx", [tensor])
             assert failed.value.status() == "StatusCode.UNAVAILABLE"
+        assert scrape(metrics).unavailable == {"broken_onnx"}, "a failed on-demand load shows as failed"
 
 
 def test_budget_evicts_the_least_recently_used_model(tmp_path: Path) -> None:
@@ -162,6 +163,7 @@ def test_budget_evicts_the_least_recently_used_model(tmp_path: Path) -> None:
         assert figures.evictions == {add_model_name(1): 1, add_model_name(0): 1, add_model_name(2): 1}
         assert figures.loads[add_model_name(1)] == 2
         assert figures.resident_total <= 2 * size
+        assert not figures.unavailable, "an evicted model is not reported as failed"
 
 
 def test_a_budget_without_on_demand_applies_to_api_loads_in_order_of_use(tmp_path: Path) -> None:

@@ -62,6 +62,7 @@ class Residency:
     resident: dict[str, float]
     process_rss: float
     load_seconds_count: float
+    unavailable: frozenset[str]  # models modelport_model_state reports UNAVAILABLE (failed)
 
     @property
     def resident_total(self) -> float:
@@ -79,6 +80,7 @@ def scrape(metrics_url: str) -> Residency:
     }
     rss = 0.0
     load_count = 0.0
+    unavailable: set[str] = set()
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name in names:
@@ -87,4 +89,17 @@ def scrape(metrics_url: str) -> Residency:
                 rss = sample.value
             elif sample.name == "modelport_model_load_duration_seconds_count":
                 load_count = sample.value
-    return Residency(per_model["loads"], per_model["evictions"], per_model["resident"], rss, load_count)
+            elif sample.name == "modelport_model_state" and _failed(sample.labels, sample.value):
+                unavailable.add(sample.labels["model"])
+    return Residency(
+        per_model["loads"],
+        per_model["evictions"],
+        per_model["resident"],
+        rss,
+        load_count,
+        frozenset(unavailable),
+    )
+
+
+def _failed(labels: dict[str, str], value: float) -> bool:
+    return labels.get("state") == "UNAVAILABLE" and value == 1

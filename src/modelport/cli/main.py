@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from modelport import __version__
+from modelport.cli.gpu_flags import add_gpu_metric_flags, gpu_metric_settings
 from modelport.config.settings import RESTRICTED_CATEGORIES, ServerSettings
 from modelport.observability.logging import configure_logging
 
@@ -104,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _observability_flags(serve: argparse.ArgumentParser) -> None:
     """Metrics options, log format and file, and tracing, with tritonserver's flag names."""
     _flag(serve, "--allow-cpu-metrics", True, "report nv_cpu_* (CPU utilisation and memory)")
+    add_gpu_metric_flags(serve, _bool)
     serve.add_argument("--metrics-config", action="append", default=[], metavar="<key>=<value>",
                        help="counter_latencies=<bool> (Triton's *_duration_us counters), "
                             "histograms=<bool> (modelport's latency and batch-size histograms)")
@@ -122,7 +124,7 @@ _TRITON_ONLY_METRICS_CONFIG = ("summary_latencies", "summary_quantiles", "histog
 def _observability_settings(args: argparse.Namespace) -> dict[str, object]:
     from modelport.cli.trace_flags import parse_trace_config
 
-    values: dict[str, object] = {"allow_cpu_metrics": args.allow_cpu_metrics}
+    values: dict[str, object] = {"allow_cpu_metrics": args.allow_cpu_metrics, **gpu_metric_settings(args)}
     for entry in args.metrics_config:
         key, sep, value = entry.partition("=")
         if not sep:

@@ -105,6 +105,8 @@ class ServerSettings:
     metrics_address: str = ""
     metrics_port: int = 8002
     allow_cpu_metrics: bool = True
+    allow_gpu_metrics: bool = True  # nv_gpu_* through NVML, where there is a GPU
+    metrics_interval_ms: float = 2000.0  # GPU readings are at most this old
     # --metrics-config: Triton's *_duration_us counters; modelport's latency / batch-size histograms
     metrics_counter_latencies: bool = True
     metrics_histograms: bool = True

@@ -150,12 +150,17 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
 
     @unary_errors
     async def CudaSharedMemoryStatus(self, request: Any, context: Any) -> Any:
-        self._server.shared_memory.cuda_status(request.name)  # always empty; raises for a named region
-        return pb.CudaSharedMemoryStatusResponse()
+        response = pb.CudaSharedMemoryStatusResponse()
+        for region in self._server.shared_memory.cuda_status(request.name):
+            entry = response.regions[region.name]
+            entry.name, entry.device_id, entry.byte_size = region.name, region.device_id, region.byte_size
+        return response
 
     @unary_errors
     async def CudaSharedMemoryRegister(self, request: Any, context: Any) -> Any:
-        self._server.shared_memory.register_cuda(request.name, request.device_id, request.byte_size)
+        self._server.shared_memory.register_cuda(
+            request.name, request.raw_handle, request.device_id, request.byte_size
+        )
         return pb.CudaSharedMemoryRegisterResponse()
 
     @unary_errors
