@@ -52,6 +52,11 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
                        help="model repository folder (repeatable)")
     serve.add_argument("--model-control-mode", choices=["none", "poll", "explicit"], default="none")
     serve.add_argument("--load-model", action="append", default=[], help="model to load in explicit mode")
+    _flag(serve, "--load-on-demand", False,
+          "explicit mode: an inference request for a model in the repository that is not loaded loads it")
+    serve.add_argument("--model-memory-budget", default=None, metavar="<bytes>|<size>|<percent>%",
+                       help="explicit mode: memory the loaded models may hold (500000000, 2GiB, 25%%); the "
+                            "least recently used idle models are unloaded to make room")
     serve.add_argument("--model-config-name", default=None, metavar="<name>",
                        help="each model reads <model>/configs/<name>.pbtxt when it exists, else config.pbtxt")
     serve.add_argument("--repository-poll-secs", type=float, default=15.0)
@@ -292,7 +297,19 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         **_observability_settings(args),  # type: ignore[arg-type]
         response_cache_size=_response_cache_size(args),
         **_rate_limit_settings(args),  # type: ignore[arg-type]
+        **_on_demand_settings(args),  # type: ignore[arg-type]
     )
+
+
+def _on_demand_settings(args: argparse.Namespace) -> dict[str, object]:
+    from modelport.cli.ondemand_flags import check_on_demand_flags, parse_memory_budget
+
+    try:
+        check_on_demand_flags(args.model_control_mode, args.load_on_demand, args.model_memory_budget)
+        budget = None if args.model_memory_budget is None else parse_memory_budget(args.model_memory_budget)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    return {"load_on_demand": args.load_on_demand, "model_memory_budget": budget}
 
 
 def _rate_limit_settings(args: argparse.Namespace) -> dict[str, object]:
