@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("scheduling", "testing"),
     ("repository",),
     ("core",),
-    ("frontends",),
+    ("frontends", "tune"),
     ("cli", "__main__"),
 )
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}

@@ -35,7 +35,7 @@ def _flag(parser: argparse.ArgumentParser, name: str, default: bool, help_text: 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """modelport's command line: `serve` (alias `tritonserver`) and `traffic`."""
+    """modelport's command line: `serve` (alias `tritonserver`), `traffic` and `tune`."""
     return _build_parsers()[0]
 
 
@@ -109,11 +109,13 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
                             "by default, the most any one instance needs")
     from modelport.cli.traffic import add_traffic_parser
     from modelport.cli.triton_flags import add_unimplemented_flags
+    from modelport.cli.tune import add_tune_parser
 
     add_unimplemented_flags(serve)  # last: a flag defined above is never shadowed
     describe_environment(serve, IGNORED_DEST)
 
     add_traffic_parser(commands)
+    add_tune_parser(commands)
     return parser, serve
 
 
@@ -352,6 +354,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from modelport.cli.traffic import run_traffic
 
         return run_traffic(args)
+    if args.command == "tune":
+        from modelport.cli.tune import run_tune
+
+        return run_tune(args)
     if args.command in ("serve", "tritonserver"):
         try:
             settings = settings_from_args(args)

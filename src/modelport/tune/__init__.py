@@ -1,0 +1,1 @@
+"""`modelport tune`: the instance layout and batching that serve a model fastest within a latency budget."""
