@@ -95,7 +95,7 @@ def test_python_models_vary_only_their_instance_count(tmp_path: Path) -> None:
     done = tune(tmp_path / "repo", "echo", "--max-minutes", "0.2", *SHORT_TRIALS)
     assert done.returncode == 0, done.stderr[-3000:]
     labels = [row.split("|")[2].strip() for row in table_rows(done.stdout)]
-    assert labels and all(re.fullmatch(r"i\d+ t-", label) for label in labels), labels
+    assert labels and all(re.fullmatch(r"i\d+ t-( \(x\d\))?", label) for label in labels), labels
     assert not (folder / "configs").exists()  # nothing written without --write
 
 

@@ -141,3 +141,21 @@ def test_failed_trials_stop_their_branch_and_never_win() -> None:
     best = choose_best(plan.trials, None)
     assert best is not None and not best.error and best.knobs.instances == 1
     assert plan.upper_bound() == 0 and plan.next() is None
+
+
+def test_the_best_few_are_measured_again_and_a_lucky_window_does_not_decide_alone() -> None:
+    rounds: dict[Knobs, int] = {}
+
+    def lucky_once_with_two_instances(knobs: Knobs, concurrency: int) -> tuple[float, float]:
+        rounds[knobs] = rounds.get(knobs, 0) + (concurrency == 1)
+        if knobs.instances == 2:
+            return (800.0 if rounds[knobs] == 1 else 100.0), 1.0  # one lucky window, then the truth
+        return 500.0 / knobs.instances, 1.0
+
+    space = build_space(cpus=4, max_batch_size=0, preferred=(), queue_delay_us=0, max_concurrency=4,
+                        thread_knob=False)
+    trials = run(SearchPlan(space, budget_ms=None), lucky_once_with_two_instances)
+    assert [(t.knobs.instances, t.rounds) for t in trials] == [(1, 2), (2, 2), (4, 2)]
+    assert trials[1].levels[0].throughput == 450.0  # the mean of both rounds
+    best = choose_best(trials, None)
+    assert best is not None and best.knobs.instances == 1

@@ -20,7 +20,8 @@ def trial_rows(
         else:
             by_level = {level.concurrency: level for level in trial.levels}
             cells = [_cell(by_level.get(c)) for c in concurrency]
-        rows.append([f"{index}{mark}", trial.knobs.label(), *cells])
+        rounds = f" (x{trial.rounds})" if trial.rounds > 1 else ""
+        rows.append([f"{index}{mark}", trial.knobs.label() + rounds, *cells])
     return headers, rows
 
 
@@ -60,6 +61,6 @@ def verdict(trials: Sequence[Trial], chosen: Trial | None, budget_ms: float | No
 
 KNOB_LEGEND = (
     "i = instance_group count, t = intra_op_thread_count (- = default), b = max_batch_size, "
-    "p = preferred_batch_size, d = max_queue_delay_microseconds; * = chosen; "
+    "p = preferred_batch_size, d = max_queue_delay_microseconds; (x2) = mean of 2 rounds; * = chosen; "
     "latencies measured in-process (no network, no codec)"
 )

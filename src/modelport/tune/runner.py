@@ -97,17 +97,20 @@ async def _search(
     thread_knob = spec.backend in THREADED_BACKENDS
     batches = spec.max_batch_size > 0 and spec.backend not in BATCHING_BACKENDS_EXCLUDED
     batching = spec.dynamic_batching
+    cpus = options.cpus or len(os.sched_getaffinity(0))
     space = build_space(
-        cpus=options.cpus or len(os.sched_getaffinity(0)),
+        cpus=cpus,
         max_batch_size=spec.max_batch_size if batches else 0,
         preferred=tuple(batching.preferred_batch_sizes) if batching else (),
         queue_delay_us=batching.max_queue_delay_us if batching else 0,
         max_concurrency=max(options.concurrency),
         thread_knob=thread_knob,
     )
+    # The default thread count made explicit, so that stage one does not measure the same layout again.
+    threads = int(spec.parameters.get(THREADS_PARAMETER, "0") or 0) or max(1, cpus // spec.instance_count)
     own = Knobs(
         spec.instance_count,
-        int(spec.parameters.get(THREADS_PARAMETER, "0") or 0) if thread_knob else 0,
+        threads if thread_knob else 0,
         space.base.max_batch_size,
         space.base.preferred,
         space.base.queue_delay_us,

@@ -5,7 +5,9 @@ counts are tried in increasing order at the model's default batching, and a bran
 one more instance no longer raises the score (or oversubscribes the CPUs). Then, from the best layout,
 each batching knob in turn (max_batch_size, max_queue_delay_microseconds, preferred sizes) walks away
 from its current value in both directions and stops at the first step that does not raise the score.
-Nothing here measures or sleeps: `SearchPlan` hands out configurations and is told their results.
+Last, the best few are measured once more (averaged with their first round), so that one lucky
+window on a busy machine does not decide alone. Nothing here measures or sleeps: `SearchPlan` hands
+out configurations and is told their results.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field, replace
 # A change must beat the best so far by this fraction to count: smaller gains are measurement noise.
 MIN_GAIN = 0.03
 QUEUE_DELAYS_US = (0, 100, 500, 2000)
+CONFIRM_TOP = 3  # how many of the best configurations get a second round
 _MAX_BATCH_CAP = 64
 
 
@@ -57,6 +60,32 @@ class Trial:
     knobs: Knobs
     levels: tuple[Level, ...] = ()
     error: str = ""
+    rounds: int = 1  # measurements averaged into `levels`
+
+
+def _mean(average: float, value: float, rounds: int) -> float:
+    """The mean of `rounds` values averaging `average`, and `value`."""
+    return (average * rounds + value) / (rounds + 1)
+
+
+def merge(old: Trial, new: Trial) -> Trial:
+    """A configuration measured again: each level becomes the mean of its rounds (errors add up).
+
+    A round that failed makes the whole configuration failed: it is not reliable.
+    """
+    if new.error or not old.levels:
+        return Trial(old.knobs, (), new.error or old.error, old.rounds + 1)
+    by_level = {level.concurrency: level for level in new.levels}
+    n = old.rounds
+    levels = []
+    for level in old.levels:
+        again = by_level.get(level.concurrency, level)
+        levels.append(Level(
+            level.concurrency, _mean(level.throughput, again.throughput, n),
+            _mean(level.p50_ms, again.p50_ms, n), _mean(level.p99_ms, again.p99_ms, n),
+            level.errors + again.errors,
+        ))  # fmt: skip
+    return Trial(old.knobs, tuple(levels), "", old.rounds + 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +210,7 @@ class SearchPlan:
     _knobs_left: list[str] = field(default_factory=lambda: ["max_batch_size", "queue_delay_us", "preferred"])
     _pending: Knobs | None = None
     _branch_best: tuple[float, int] | None = None
+    _confirm: list[Knobs] | None = None  # the second rounds, once the search proper is over
 
     def __post_init__(self) -> None:
         start = self.space.base
@@ -199,14 +229,27 @@ class SearchPlan:
     def next(self) -> Knobs | None:
         """The next configuration to measure, or None when the search is over."""
         while self._pending is None:
-            if not self._advance():
+            if self._advance():
+                continue
+            if self._confirm is None:
+                ranked = sorted(
+                    ((s, i) for i, t in enumerate(self.trials) if (s := score(t, self.budget_ms))),
+                    reverse=True,
+                )
+                self._confirm = [self.trials[i].knobs for _, i in ranked[:CONFIRM_TOP]]
+            if not self._confirm:
                 return None
+            self._pending = self._confirm.pop(0)
         return self._pending
 
     def record(self, trial: Trial) -> None:
         """The measurement of the configuration `next` returned: prune the branch it belongs to."""
-        self.trials.append(trial)
         self._pending = None
+        again = next((i for i, t in enumerate(self.trials) if t.knobs == trial.knobs), None)
+        if again is not None:  # a second round: no pruning, the search is over
+            self.trials[again] = merge(self.trials[again], trial)
+            return
+        self.trials.append(trial)
         found = score(trial, self.budget_ms)
         if improves(found, self._branch_best):
             self._branch_best = found
@@ -216,6 +259,7 @@ class SearchPlan:
     def upper_bound(self) -> int:
         """At most how many more trials this plan can hand out (for a progress bar)."""
         left = sum(len(b) for b in self._branches)
+        left += CONFIRM_TOP if self._confirm is None else len(self._confirm)
         if self._stage == 1 and self.space.batches:
             left += 3 * len(QUEUE_DELAYS_US) + _MAX_BATCH_CAP.bit_length() + 3
         return left
