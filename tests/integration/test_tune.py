@@ -110,3 +110,18 @@ def test_a_write_that_would_leave_the_model_folder_is_refused_before_tuning(tmp_
     assert list(outside.iterdir()) == []
     missing = tune(repo, "absent", *SHORT_TRIALS)
     assert missing.returncode == 2 and "model 'absent' has no folder" in missing.stderr
+
+
+def test_models_that_answer_more_than_once_are_refused_with_the_reason(tmp_path: Path) -> None:
+    folder = tmp_path / "repo" / "stream"
+    (folder / "1").mkdir(parents=True)
+    (folder / "1" / "model.py").write_text(ECHO_PY)
+    (folder / "config.pbtxt").write_text(
+        'name: "stream"\nbackend: "python"\nmax_batch_size: 0\n'
+        "model_transaction_policy { decoupled: true }\n"
+        'input [ { name: "IN" data_type: TYPE_FP32 dims: [ 2 ] } ]\n'
+        'output [ { name: "OUT" data_type: TYPE_FP32 dims: [ 2 ] } ]\n'
+    )
+    done = tune(tmp_path / "repo", "stream", *SHORT_TRIALS)
+    assert done.returncode == 1
+    assert "model 'stream' is decoupled: modelport tune measures stateless models only" in done.stderr

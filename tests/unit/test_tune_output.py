@@ -9,7 +9,14 @@ import pytest
 
 from modelport.config.model_config import parse_pbtxt
 from modelport.errors import InvalidInput
-from modelport.tune.configs import model_folder, read_base, tuned_path, with_knobs, write_tuned
+from modelport.tune.configs import (
+    ensemble_batch_floor,
+    model_folder,
+    read_base,
+    tuned_path,
+    with_knobs,
+    write_tuned,
+)
 from modelport.tune.plot import render_svg
 from modelport.tune.report import trial_rows, verdict
 from modelport.tune.search import Knobs, Level, Trial
@@ -91,3 +98,17 @@ def test_plot_has_one_point_per_measured_trial_and_marks_the_chosen_one() -> Non
     assert len(re.findall(r'<circle class="trial', svg)) == 2
     assert len(re.findall(r'<circle class="trial chosen"', svg)) == 1
     assert 'class="budget"' in svg and "chosen: i1 t- b8 p8 d0" in svg
+
+
+def test_the_batch_floor_is_the_largest_ensemble_that_steps_through_the_model(tmp_path: Path) -> None:
+    repo = model(tmp_path).parent
+    for name, batch, step in (("small", 2, "m"), ("big", 6, "m"), ("other", 32, "x")):
+        (repo / name).mkdir()
+        (repo / name / "config.pbtxt").write_text(
+            f'name: "{name}"\nplatform: "ensemble"\nmax_batch_size: {batch}\n'
+            f'ensemble_scheduling {{ step [ {{ model_name: "{step}" model_version: -1 }} ] }}\n'
+        )
+    (repo / "broken").mkdir()
+    (repo / "broken" / "config.pbtxt").write_text("not a config {")
+    assert ensemble_batch_floor(repo, "m") == 6
+    assert ensemble_batch_floor(repo, "nobody") == 0

@@ -159,3 +159,10 @@ def test_the_best_few_are_measured_again_and_a_lucky_window_does_not_decide_alon
     assert trials[1].levels[0].throughput == 450.0  # the mean of both rounds
     best = choose_best(trials, None)
     assert best is not None and best.knobs.instances == 1
+
+
+def test_max_batch_size_never_goes_below_what_an_ensemble_using_the_model_needs() -> None:
+    space = build_space(cpus=2, max_batch_size=8, preferred=(), queue_delay_us=0, max_concurrency=16,
+                        thread_knob=True, min_batch_size=8)
+    up, down = batching_candidates(space, Knobs(1, 2, 8), "max_batch_size")
+    assert [k.max_batch_size for k in up] == [16] and down == []

@@ -42,6 +42,24 @@ def read_base(folder: Path) -> ModelConfigProto:
     return config
 
 
+def ensemble_batch_floor(repository: Path, model: str) -> int:
+    """The largest max_batch_size of the repository's ensembles that have `model` as a step.
+
+    The model must keep at least that: an ensemble refuses a step that takes smaller batches than it.
+    Configs that do not parse are skipped (the server reports them when it loads them).
+    """
+    floor = 0
+    for path in sorted(repository.glob("*/config.pbtxt")):
+        try:
+            config = parse_pbtxt(path.read_text(encoding="utf-8"), path.name)
+        except (InvalidInput, OSError, UnicodeDecodeError):
+            continue
+        steps = config.ensemble_scheduling.step
+        if config.platform == "ensemble" and any(step.model_name == model for step in steps):
+            floor = max(floor, config.max_batch_size)
+    return floor
+
+
 def with_knobs(base: ModelConfigProto, knobs: Knobs, thread_knob: bool) -> ModelConfigProto:
     """A copy of `base` with the instance count, threads and batching of `knobs`.
 

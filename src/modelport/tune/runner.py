@@ -16,10 +16,11 @@ from pathlib import Path
 
 from modelport.clock import Deadline
 from modelport.config.settings import ServerSettings
+from modelport.config.spec import ModelSpec
 from modelport.core.server import InferenceServer
-from modelport.errors import ModelportError, ModelUnavailable
+from modelport.errors import ModelportError, ModelUnavailable, Unsupported
 from modelport.protocol import ModelConfigProto
-from modelport.tune.configs import THREADS_PARAMETER, as_json, read_base, with_knobs
+from modelport.tune.configs import THREADS_PARAMETER, as_json, ensemble_batch_floor, read_base, with_knobs
 from modelport.tune.load import measure_level, request_factory
 from modelport.tune.search import Knobs, SearchPlan, Space, Trial, build_space, choose_best
 
@@ -93,6 +94,7 @@ async def _search(
         reasons = [e.reason for e in server.repository_index() if e.name == options.model and e.reason]
         raise ModelUnavailable(f"model '{options.model}' did not load: {'; '.join(reasons) or 'not ready'}")
     spec = server.model_spec(options.model)
+    _check_tunable(spec)
     base = read_base(options.repository / options.model)
     thread_knob = spec.backend in THREADED_BACKENDS
     batches = spec.max_batch_size > 0 and spec.backend not in BATCHING_BACKENDS_EXCLUDED
@@ -105,6 +107,7 @@ async def _search(
         queue_delay_us=batching.max_queue_delay_us if batching else 0,
         max_concurrency=max(options.concurrency),
         thread_knob=thread_knob,
+        min_batch_size=ensemble_batch_floor(options.repository, options.model),
     )
     # The default thread count made explicit, so that stage one does not measure the same layout again.
     threads = int(spec.parameters.get(THREADS_PARAMETER, "0") or 0) or max(1, cpus // spec.instance_count)
@@ -129,6 +132,18 @@ async def _search(
             progress(plan, max(0.0, ends - time.monotonic()))
     outcome.best = choose_best(plan.trials, options.budget_ms)
     return outcome
+
+
+def _check_tunable(spec: ModelSpec) -> None:
+    """Refuse what one closed-loop request per caller cannot drive, or what has no instances of its own."""
+    kind = (
+        "an ensemble (tune its steps)" if spec.ensemble is not None
+        else "decoupled" if spec.decoupled
+        else "stateful (sequence batching)" if spec.sequence_batching is not None
+        else ""
+    )  # fmt: skip
+    if kind:
+        raise Unsupported(f"model '{spec.name}' is {kind}: modelport tune measures stateless models only")
 
 
 def _estimate(options: TuneOptions) -> float:

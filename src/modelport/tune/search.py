@@ -97,6 +97,7 @@ class Space:
     base: Knobs  # the model's own batching: the starting point of the second stage
     cpus: int
     max_concurrency: int
+    min_batch_size: int = 1  # ensembles using the model need at least this max_batch_size
 
     @property
     def batches(self) -> bool:
@@ -111,6 +112,7 @@ def build_space(
     queue_delay_us: int,
     max_concurrency: int,
     thread_knob: bool,
+    min_batch_size: int = 1,
 ) -> Space:
     """The search space of a model: powers of two up to the CPU count for instances and threads."""
     powers = _powers_of_two(max(1, cpus))
@@ -122,7 +124,7 @@ def build_space(
         queue_delay_us if max_batch_size else 0,
     )
     threads = tuple(sorted(powers, reverse=True)) if thread_knob else (0,)
-    return Space(powers, threads, base, max(1, cpus), max(1, max_concurrency))
+    return Space(powers, threads, base, max(1, cpus), max(1, max_concurrency), max(1, min_batch_size))
 
 
 def _powers_of_two(limit: int) -> tuple[int, ...]:
@@ -174,7 +176,9 @@ def batching_candidates(space: Space, current: Knobs, knob: str) -> tuple[list[K
     """The values of one batching knob above and below `current`'s, nearest first."""
     if knob == "max_batch_size":
         top = max(space.base.max_batch_size, min(_MAX_BATCH_CAP, space.max_concurrency))
-        values: Sequence[int] = sorted({*_powers_of_two(top), space.base.max_batch_size})
+        values: Sequence[int] = sorted(
+            v for v in {*_powers_of_two(top), space.base.max_batch_size} if v >= space.min_batch_size
+        )
         options = [_with_batch_size(current, v) for v in values]
     elif knob == "queue_delay_us":
         values = sorted({*QUEUE_DELAYS_US, space.base.queue_delay_us})
