@@ -37,6 +37,9 @@ def measure(args: argparse.Namespace, variant: str, rnd: int, out_dir: str) -> d
     try:
         server.wait_ready(120)
         result = run_loadgen(options, server, "http", 1, rnd, folder)
+    except RuntimeError as exc:  # the server did not start: this round of the variant has no figures
+        log(f"{variant}: {exc}")
+        return {}
     finally:
         server.stop()
     return {level["concurrency"]: level for level in result.get("levels", [])}
@@ -66,6 +69,9 @@ def main() -> int:
             levels = [r[concurrency] for r in results if concurrency in r]
             throughput = median([lv["throughput"] for lv in levels])
             p99 = median([lv["latency_ms"]["p99"] for lv in levels])
+            if throughput is None or p99 is None:
+                cells.append(f"{variant}: no measurement")
+                continue
             within = "" if args.latency_budget_ms is None else (
                 " (within budget)" if p99 <= args.latency_budget_ms else " (OVER budget)")
             cells.append(f"{variant}: {throughput:8.1f} infer/s  p99 {p99:7.2f} ms{within}")
