@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,8 @@ def add_tune_parser(commands: Any) -> None:
 
 
 def run_tune(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO if args.log_verbose else logging.ERROR, stream=sys.stderr)
+    # Warnings (a config field modelport ignores) still show; load chatter only with --log-verbose.
+    logging.basicConfig(level=logging.INFO if args.log_verbose else logging.WARNING, stream=sys.stderr)
     try:
         folder = model_folder(args.model_repository, args.model)
         if args.write:
@@ -94,7 +96,7 @@ def run_tune(args: argparse.Namespace) -> int:
     )
     bar = ProgressBar(sys.stderr, len(options.concurrency) * (options.trial_seconds + options.warmup_seconds))
     try:
-        outcome = asyncio.run(run_tuning(options, bar))
+        outcome = _run(run_tuning(options, bar))
     except ModelportError as exc:
         bar.close()
         print(f"error: {exc.message}", file=sys.stderr)
@@ -102,6 +104,15 @@ def run_tune(args: argparse.Namespace) -> int:
     bar.close()
     _print(outcome, options)
     return _save(outcome, options, folder, args)
+
+
+def _run(search: Coroutine[Any, Any, TuneOutcome]) -> TuneOutcome:
+    """On uvloop where it is installed, as `serve` runs: the scheduling measured is the server's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(search)
+    return uvloop.run(search)
 
 
 def _print(outcome: TuneOutcome, options: TuneOptions) -> None:

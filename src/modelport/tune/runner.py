@@ -25,7 +25,7 @@ from modelport.tune.load import measure_level, request_factory
 from modelport.tune.search import Knobs, SearchPlan, Space, Trial, build_space, choose_best
 
 THREADED_BACKENDS = frozenset({"onnxruntime"})  # backends whose config takes intra_op_thread_count
-BATCHING_BACKENDS_EXCLUDED = frozenset({"python"})  # Python models: only the instance count is tuned
+INSTANCES_ONLY_BACKENDS = frozenset({"python"})  # Python models: only the instance count is tuned
 _STOP_TIMEOUT_S = 10.0
 
 
@@ -97,7 +97,7 @@ async def _search(
     _check_tunable(spec)
     base = read_base(options.repository / options.model)
     thread_knob = spec.backend in THREADED_BACKENDS
-    batches = spec.max_batch_size > 0 and spec.backend not in BATCHING_BACKENDS_EXCLUDED
+    batches = spec.max_batch_size > 0 and spec.backend not in INSTANCES_ONLY_BACKENDS
     batching = spec.dynamic_batching
     cpus = options.cpus or len(os.sched_getaffinity(0))
     space = build_space(
