@@ -166,3 +166,13 @@ def test_max_batch_size_never_goes_below_what_an_ensemble_using_the_model_needs(
                         thread_knob=True, min_batch_size=8)
     up, down = batching_candidates(space, Knobs(1, 2, 8), "max_batch_size")
     assert [k.max_batch_size for k in up] == [16] and down == []
+
+
+def test_the_models_own_config_counts_as_the_step_of_the_branch_it_belongs_to() -> None:
+    space = build_space(cpus=4, max_batch_size=0, preferred=(), queue_delay_us=0, max_concurrency=4,
+                        thread_knob=False)
+    # 2 instances (the model's own) are measured first; the branch then goes 1 -> (2 counted) -> 4
+    trials = run(SearchPlan(space, budget_ms=None, first=Knobs(2)), lambda k, c: (100.0 * k.instances, 1.0))
+    assert [t.knobs.instances for t in trials] == [2, 1, 4]
+    flat = run(SearchPlan(space, budget_ms=None, first=Knobs(2)), lambda k, c: (100.0, 1.0))
+    assert [t.knobs.instances for t in flat] == [2, 1]  # 2 did not beat 1: 4 is never tried

@@ -277,7 +277,7 @@ class SearchPlan:
 
     def _advance(self) -> bool:
         """Set `_pending` to the next untried configuration; False when nothing is left."""
-        tried = {t.knobs for t in self.trials}
+        tried = {t.knobs: t for t in self.trials}
         while True:
             while self._branches and not self._branches[0]:
                 self._branches.pop(0)
@@ -288,6 +288,12 @@ class SearchPlan:
             if candidate not in tried:
                 self._pending = candidate
                 return True
+            # Measured before (the model's own config): its result counts as this step of the branch.
+            found = score(tried[candidate], self.budget_ms)
+            if improves(found, self._branch_best):
+                self._branch_best = found
+            else:
+                self._branches[0].clear()
 
     def _next_knob(self) -> bool:
         """Open the next batching knob's two directions around the best configuration so far."""
