@@ -6,6 +6,7 @@ concurrency); the chosen one is marked and the budget is a dashed line. Plain SV
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from html import escape
 
@@ -65,20 +66,32 @@ def render_svg(trials: Sequence[Trial], chosen: Trial | None, budget_ms: float |
             f"<title>{escape(trial.knobs.label())} (c={level.concurrency}): {level.throughput:.0f}/s, "
             f"p99 {level.p99_ms:.2f} ms</title></circle>"
         )
-        if is_chosen:
+        if is_chosen:  # the label points into the plot, away from the budget line on the right
+            left = x(level.p99_ms) > _W / 2
             parts.append(
-                f'<text x="{x(level.p99_ms) + 10:.1f}" y="{y(level.throughput) - 8:.1f}" '
-                f'fill="darkorange">chosen: {escape(trial.knobs.label())}</text>'
+                f'<text x="{x(level.p99_ms) + (-10 if left else 10):.1f}" y="{y(level.throughput) + 20:.1f}" '
+                f'text-anchor="{"end" if left else "start"}" fill="darkorange">'
+                f"chosen: {escape(trial.knobs.label())}</text>"
             )
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 
 
 def _ticks(x_max: float, y_max: float, x: Callable[[float], float], y: Callable[[float], float]) -> list[str]:
-    """Five labelled ticks on each axis."""
+    """Labelled ticks at round steps (1, 2 or 5 times a power of ten) on each axis."""
     marks = []
-    for i in range(6):
-        xv, yv = x_max / 1.1 * i / 5, y_max / 1.1 * i / 5
-        marks.append(f'<text x="{x(xv):.1f}" y="{_H - _PAD + 16}" text-anchor="middle">{xv:.3g}</text>')
-        marks.append(f'<text x="{_PAD - 6}" y="{y(yv) + 4:.1f}" text-anchor="end">{yv:.4g}</text>')
+    for value in _round_steps(x_max):
+        marks.append(f'<text x="{x(value):.1f}" y="{_H - _PAD + 16}" text-anchor="middle">{value:g}</text>')
+    for value in _round_steps(y_max):
+        marks.append(f'<text x="{_PAD - 6}" y="{y(value) + 4:.1f}" text-anchor="end">{value:g}</text>')
     return marks
+
+
+def _round_steps(top: float, most: int = 6) -> list[float]:
+    """0 and round multiples of one step, up to `top`, at most `most` + 1 of them."""
+    step = 10.0 ** math.floor(math.log10(top / most))
+    for factor in (1, 2, 5, 10):
+        if top / (step * factor) <= most:
+            step *= factor
+            break
+    return [round(i * step, 10) for i in range(int(top / step) + 1)]
