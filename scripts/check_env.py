@@ -70,7 +70,9 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        get = lambda name, default="": env.get(name, default).strip() or default  # noqa: E731
+        def get(name: str, default: str = "") -> str:
+            return env.get(name, default).strip() or default
+
         return cls(
             region=get("AWS_REGION"), account_id=get("AWS_ACCOUNT_ID"), repository=get("ECR_REPOSITORY"),
             chart_repository=get("CHART_ECR_REPOSITORY"), container_tool=get("CONTAINER_TOOL", "docker"),
@@ -120,15 +122,15 @@ def first_line(text: str) -> str:
 # variables (what --offline checks)
 
 def variable_checks(s: Settings) -> tuple[list[Check], list[str]]:
-    """The variables and credential settings; also returns today's error lines, printed as they always were."""
+    """The variables and the credential settings, and the error lines to print for them."""
     errors = [f"{name} is not set" for name, value in
               (("AWS_REGION", s.region), ("AWS_ACCOUNT_ID", s.account_id), ("ECR_REPOSITORY", s.repository))
               if not value]
     if s.account_id and not re.fullmatch(r"[0-9]{12}", s.account_id):
         errors.append("AWS_ACCOUNT_ID must be the 12-digit account number")
-    checks = [Check("variables", "FAIL" if errors else "ok",
-                    "; ".join(errors) if errors else f"region {s.region}, repository {s.registry}/{s.repository}",
-                    f"set them in the environment, on the make command line, or in {s.env_file} (see .env.example)")]
+    image = f"region {s.region}, repository {s.registry}/{s.repository}"
+    where = f"set them in the environment, on the make command line, or in {s.env_file} (see .env.example)"
+    checks = [Check("variables", "FAIL" if errors else "ok", "; ".join(errors) if errors else image, where)]
     if s.profile:
         source = f"profile {s.profile}"
     elif s.key_id and s.secret_key:
@@ -138,7 +140,7 @@ def variable_checks(s: Settings) -> tuple[list[Check], list[str]]:
         problem = (f"no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY{half} "
                    "(plus AWS_SESSION_TOKEN for temporary credentials), or AWS_PROFILE")
         errors.append(problem)
-        checks.append(Check("credentials", "FAIL", problem, "`aws configure` writes a profile; or set the keys"))
+        checks.append(Check("credentials", "FAIL", problem, "`aws configure`, or set the keys"))
         return checks, errors
     checks.append(Check("credentials", "ok", f"from {source} (values not shown)"))
     return checks, errors
@@ -177,7 +179,7 @@ def helm_check(s: Settings, run: Runner) -> Check:
     check = tool_check("helm", [s.helm, "version", "--short"], run, INSTALL["helm"])
     found = re.search(r"v?(\d+)\.(\d+)", check.detail)
     if check.status == "ok" and found and (int(found[1]), int(found[2])) < (3, 8):
-        return Check("helm", "FAIL", f"{check.detail}: OCI charts (make chart-push) need 3.8+", INSTALL["helm"])
+        return Check("helm", "FAIL", f"{check.detail}: OCI charts (chart-push) need 3.8+", INSTALL["helm"])
     return check
 
 
@@ -185,11 +187,12 @@ def caller_check(s: Settings, run: Runner) -> Check:
     region = ["--region", s.region] if s.region else []
     status, output = run(["aws", "sts", "get-caller-identity", *region, "--output", "json"], TOOL_TIMEOUT_S)
     if status != 0:
-        fix = (f"`aws sso login --profile {s.profile}` (SSO) or `aws configure --profile {s.profile}`" if s.profile
-               else "`aws configure`, or renew AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN")
+        fix = "`aws configure`, or renew AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN"
+        if s.profile:
+            fix = f"`aws sso login --profile {s.profile}` (SSO) or `aws configure --profile {s.profile}`"
         if status == 124 or re.search(r"Could not connect|timed out|Name or service not known", output):
             fix = "check network access to AWS (proxy, VPN, HTTPS_PROXY); then " + fix
-        return Check("aws credentials", "FAIL", f"aws sts get-caller-identity failed: {first_line(output)}", fix)
+        return Check("aws credentials", "FAIL", f"sts get-caller-identity failed: {first_line(output)}", fix)
     try:
         identity = json.loads(output)
         account, arn = str(identity["Account"]), str(identity["Arn"])
@@ -197,7 +200,7 @@ def caller_check(s: Settings, run: Runner) -> Check:
         return Check("aws credentials", "ok", "aws sts get-caller-identity answered")
     if s.account_id and account != s.account_id:
         return Check("aws credentials", "warn", f"{arn} is in account {account}, not AWS_ACCOUNT_ID "
-                     f"{s.account_id}", "check AWS_ACCOUNT_ID, or that this identity may push to that account")
+                     f"{s.account_id}", "check AWS_ACCOUNT_ID, or that this identity may push there")
     return Check("aws credentials", "ok", arn)
 
 
@@ -222,8 +225,8 @@ def cluster_checks(s: Settings, run: Runner) -> list[Check]:
     status, output = run([s.kubectl, f"--request-timeout={CLUSTER_TIMEOUT_S}s", "get", "--raw", "/version"],
                          CLUSTER_TIMEOUT_S + 5)
     if status != 0:
-        return [Check("kube context", "FAIL", f"{context}: cluster not reachable: {first_line(output)}",
-                      f"check the network/VPN and credentials, re-run `{update}`, or `kubectl config use-context`")]
+        fix = f"check the network/VPN and credentials, re-run `{update}`, or `kubectl config use-context`"
+        return [Check("kube context", "FAIL", f"{context}: cluster not reachable: {first_line(output)}", fix)]
     try:
         version = str(json.loads(output)["gitVersion"])
     except (ValueError, KeyError, TypeError):
@@ -245,7 +248,7 @@ def online_checks(s: Settings, purpose: str, run: Runner) -> list[Check]:
             caller = caller_check(s, run)
             checks.append(caller)
             if caller.status == "FAIL" or not (s.region and s.repository):
-                checks.append(Check("ECR", "skip", "needs working credentials, AWS_REGION and ECR_REPOSITORY"))
+                checks.append(Check("ECR", "skip", "needs credentials that work, AWS_REGION, ECR_REPOSITORY"))
             else:
                 if "container" in wanted:
                     checks.append(ecr_check(s, s.repository, "make push", run))
@@ -297,8 +300,8 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None, ru
     if failed:
         print(f"check-env: failed: {', '.join(failed)}", file=sys.stderr)
         return 1
-    print(redact(f"check-env: ok: region {settings.region}, repository {settings.registry}/{settings.repository}, "
-                 f"credentials {checks[1].detail}" + ("" if args.offline else " (tools and services checked)")))
+    scope = "" if args.offline else " (tools and services checked)"
+    print(redact(f"check-env: ok: {checks[0].detail}, credentials {checks[1].detail}{scope}"))
     return 0
 
 

@@ -22,9 +22,10 @@ DB_PASSWORD = "hunter2-dummy-db-password"
 VARIABLES = {"AWS_REGION": "eu-west-1", "AWS_ACCOUNT_ID": ACCOUNT, "ECR_REPOSITORY": "modelport",
              "CHART_ECR_REPOSITORY": "charts/modelport"}
 KEYS = {"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_SESSION_TOKEN": TOKEN}
-IDENTITY = json.dumps({"UserId": "AIDADUMMY", "Account": ACCOUNT, "Arn": f"arn:aws:iam::{ACCOUNT}:user/deployer"})
-NOT_FOUND = ("An error occurred (RepositoryNotFoundException) when calling the DescribeRepositories operation: "
-             "The repository with name 'x' does not exist")
+ARN = f"arn:aws:iam::{ACCOUNT}:user/deployer"
+IDENTITY = json.dumps({"UserId": "AIDADUMMY", "Account": ACCOUNT, "Arn": ARN})
+NOT_FOUND = ("An error occurred (RepositoryNotFoundException) when calling the DescribeRepositories "
+             "operation: The repository with name 'x' does not exist")
 
 STUBS = {
     "docker": 'echo "Docker version 27.1.1, build 6312585"',
@@ -134,8 +135,8 @@ def test_failing_credentials_are_reported_and_secrets_masked(tmp_path: Path) -> 
 
 
 def test_profile_credentials_failure_names_sso_login(tmp_path: Path) -> None:
-    aws = STUBS["aws"].replace(f"sts) echo '{IDENTITY}' ;;",
-                               'sts) echo "Error loading SSO Token: Token for ml does not exist" >&2; exit 255 ;;')
+    sso_error = 'sts) echo "Error loading SSO Token: Token for ml does not exist" >&2; exit 255 ;;'
+    aws = STUBS["aws"].replace(f"sts) echo '{IDENTITY}' ;;", sso_error)
     env = {"AWS_PROFILE": "ml", "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": ""}
     result = check_env(tmp_path, stubs={**STUBS, "aws": aws}, env=env)
     assert result.returncode == 1
@@ -151,7 +152,8 @@ def test_missing_ecr_repositories_will_be_created_by_push(tmp_path: Path) -> Non
 
 
 def test_ecr_access_denied_is_a_failure(tmp_path: Path) -> None:
-    aws = STUBS["aws"].replace("ecr) echo", 'ecr) echo "An error occurred (AccessDeniedException)" >&2; exit 254; echo')
+    denied = 'ecr) echo "An error occurred (AccessDeniedException)" >&2; exit 254; echo'
+    aws = STUBS["aws"].replace("ecr) echo", denied)
     result = check_env(tmp_path, stubs={**STUBS, "aws": aws})
     assert result.returncode == 1
     assert "AccessDeniedException" in row(result, "ECR modelport") and "ecr:CreateRepository" in result.stderr
@@ -165,8 +167,8 @@ def test_unreachable_kube_context_names_update_kubeconfig(tmp_path: Path) -> Non
     assert result.returncode == 1
     assert "cluster not reachable" in row(result, "kube context") and "i/o timeout" in result.stderr
     assert "aws eks update-kubeconfig --region eu-west-1 --name <cluster>" in result.stderr
-    no_context = STUBS["kubectl"].replace("config) echo", 'config) echo "error: current-context is not set" >&2;'
-                                                          " exit 1; echo")
+    unset = 'config) echo "error: current-context is not set" >&2; exit 1; echo'
+    no_context = STUBS["kubectl"].replace("config) echo", unset)
     result = check_env(tmp_path, stubs={**STUBS, "kubectl": no_context})
     assert result.returncode == 1 and "no current kube context" in result.stderr
     assert "aws eks update-kubeconfig" in result.stderr
@@ -199,7 +201,8 @@ def test_offline_checks_variables_only_and_runs_no_tool(tmp_path: Path) -> None:
     assert missing.returncode == 1 and "ECR_REPOSITORY is not set" in missing.stderr
 
 
-@pytest.mark.skipif(shutil.which("make") is None or shutil.which("sed") is None, reason="needs GNU make and sed")
+@pytest.mark.skipif(shutil.which("make") is None or shutil.which("sed") is None,
+                    reason="needs GNU make and sed")
 def test_make_check_env_runs_the_script_with_the_makefile_variables(tmp_path: Path) -> None:
     bin_dir = write_stubs(tmp_path / "bin", without("kubectl"))
     (bin_dir / "sed").symlink_to(shutil.which("sed") or "sed")

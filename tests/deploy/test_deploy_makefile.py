@@ -85,7 +85,8 @@ def test_check_env_rejects_a_malformed_account_id() -> None:
 
 
 def test_check_env_passes_with_keys_and_never_prints_them() -> None:
-    result = make("check-env", "OFFLINE=1", env={**REGISTRY_ENV, **KEYS_ENV, "AWS_SESSION_TOKEN": DUMMY_TOKEN})
+    env = {**REGISTRY_ENV, **KEYS_ENV, "AWS_SESSION_TOKEN": DUMMY_TOKEN}
+    result = make("check-env", "OFFLINE=1", env=env)
     assert result.returncode == 0, _output(result)
     assert "check-env: ok" in result.stdout
     assert "123456789012.dkr.ecr.eu-west-1.amazonaws.com/modelport" in result.stdout
