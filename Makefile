@@ -85,6 +85,10 @@ lint: install ## ruff and mypy
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/mypy
 
+.PHONY: wheels
+wheels: $(VENV)/.installed ## build dist/: modelport's wheel and modelport-tritonserver-compat's (the `tritonserver` command)
+	$(PIP) wheel --quiet --no-deps --wheel-dir dist . deploy/tritonserver-compat
+
 .PHONY: clean
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
