@@ -67,6 +67,10 @@ class ServerSettings:
     # --rate-limit (off | execution_count) and --rate-limit-resource
     rate_limit: str = "off"
     rate_limit_resources: tuple[RateLimitResource, ...] = ()
+    # --load-on-demand: an inference request for a known, unloaded model loads it (explicit mode only)
+    load_on_demand: bool = False
+    # --model-memory-budget: bytes the loaded models may hold; LRU idle models are unloaded for room
+    model_memory_budget: int | None = None
     # Processes that own the HTTP and gRPC ports and hand requests to this one (0: serve them here).
     frontend_workers: int = 0
 

@@ -59,6 +59,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
 
     @unary_errors
     async def ModelMetadata(self, request: Any, context: Any) -> Any:
+        await self._server.make_resident(request.name, grpc_v2.model_version(request.version))
         meta = self._server.model_metadata(request.name, grpc_v2.model_version(request.version))
         tensor = pb.ModelMetadataResponse.TensorMetadata
         return pb.ModelMetadataResponse(
@@ -73,6 +74,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
 
     @unary_errors
     async def ModelConfig(self, request: Any, context: Any) -> Any:
+        await self._server.make_resident(request.name, grpc_v2.model_version(request.version))
         config = self._server.model_config(request.name, grpc_v2.model_version(request.version))
         return pb.ModelConfigResponse(config=config)
 

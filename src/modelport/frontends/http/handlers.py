@@ -45,6 +45,7 @@ async def server_metadata(request: Request) -> Response:
 
 
 async def model_metadata(request: Request) -> Response:
+    await _server(request).make_resident(*_model(request))
     return json_response(_server(request).model_metadata(*_model(request)))
 
 
@@ -55,6 +56,7 @@ async def model_ready(request: Request) -> Response:
 
 
 async def model_config(request: Request) -> Response:
+    await _server(request).make_resident(*_model(request))
     return json_response(_server(request).model_config_json(*_model(request)))
 
 
