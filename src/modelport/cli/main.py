@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from modelport import __version__
+from modelport.cli.repository_flags import add_repository_flags, repository_roots
 from modelport.config.settings import RESTRICTED_CATEGORIES, ServerSettings
 from modelport.observability.logging import configure_logging
 
@@ -33,8 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"modelport {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve a model repository")
-    serve.add_argument("--model-repository", "--model-store", action="append", required=True, type=Path,
-                       help="model repository folder (repeatable)")
+    add_repository_flags(serve)
     serve.add_argument("--model-control-mode", choices=["none", "poll", "explicit"], default="none")
     serve.add_argument("--load-model", action="append", default=[], help="model to load in explicit mode")
     serve.add_argument("--model-config-name", default=None, metavar="<name>",
@@ -228,9 +228,7 @@ def _restriction_settings(args: argparse.Namespace) -> dict[str, object]:
 def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     if args.load_model and args.model_control_mode != "explicit":
         raise SystemExit("Use of '--load-model' requires setting '--model-control-mode=explicit' as well.")
-    for repo in args.model_repository:
-        if not repo.is_dir():
-            raise SystemExit(f"--model-repository '{repo}' is not a folder")
+    roots, remotes = repository_roots(args)
     any_port = (args.allow_http and args.http_port == 0) or (args.allow_grpc and args.grpc_port == 0)
     if args.frontend_workers and any_port:
         raise SystemExit("--frontend-workers needs fixed ports: the workers share them (0 picks one each)")
@@ -244,7 +242,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         )
         auto_complete = auto_complete and not args.strict_model_config
     return ServerSettings(
-        model_repositories=tuple(p.resolve() for p in args.model_repository),
+        model_repositories=roots,
+        remote_repositories=remotes,
         model_control_mode=args.model_control_mode,
         load_models=tuple(args.load_model),
         repository_poll_secs=args.repository_poll_secs,
