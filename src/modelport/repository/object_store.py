@@ -16,7 +16,13 @@ from typing import Any
 
 from modelport.config.repository_url import RepositoryLocation
 
-_EXTRAS = {"s3": ("s3fs", "s3"), "gs": ("gcsfs", "gcs"), "as": ("adlfs", "azure")}
+# scheme -> (module, filesystem class, pip extra). gcsfs.core's class directly: the package's default export
+# probes a bucket's storage layout over gRPC first, which waits a minute wherever that API is absent.
+_FILESYSTEMS = {
+    "s3": ("s3fs", "S3FileSystem", "s3"),
+    "gs": ("gcsfs.core", "GCSFileSystem", "gcs"),
+    "as": ("adlfs", "AzureBlobFileSystem", "azure"),
+}
 # Environment variables whose values must never reach a message, and secret-looking fragments.
 _SECRET_ENV = (
     "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AZURE_STORAGE_KEY", "AZURE_STORAGE_ACCOUNT_KEY",
@@ -24,6 +30,9 @@ _SECRET_ENV = (
 )  # fmt: skip
 _SECRET_TEXT = re.compile(r"(AccountKey=|SharedAccessSignature=|[?&]sig=|Signature=|Credential=)[^;&\s'\"]+")
 _TIMEOUT_S = 10
+_DENIED = ("accessdenied", "access denied", "forbidden", "invalidaccesskeyid", "signaturedoesnotmatch",
+           "authenticat", "permission", "unauthorized")  # fmt: skip
+_MISSING = ("nosuchbucket", "containernotfound", "bucket does not exist")
 
 
 class RemoteError(Exception):
@@ -41,19 +50,16 @@ class RemoteObject:
 
 def open_filesystem(location: RepositoryLocation) -> Any:
     """An fsspec filesystem for the location; RemoteError naming the pip extra when it is missing."""
-    module, extra = _EXTRAS[location.scheme]
+    module_name, class_name, extra = _FILESYSTEMS[location.scheme]
     try:
-        importlib.import_module(module)
+        module = importlib.import_module(module_name)
     except ImportError:
         raise RemoteError(
-            f"{location.url}: reading {location.scheme}:// repositories needs {module}: "
+            f"{location.url}: reading {location.scheme}:// repositories needs {module_name.split('.')[0]}: "
             f"pip install modelport[{extra}]"
         ) from None
-    import fsspec
-
-    protocol = {"s3": "s3", "gs": "gcs", "as": "abfs"}[location.scheme]
     try:
-        return fsspec.filesystem(protocol, skip_instance_cache=True, **_options(location, os.environ))
+        return getattr(module, class_name)(skip_instance_cache=True, **_options(location, os.environ))
     except Exception as exc:  # any library's constructor error
         raise RemoteError(f"{location.url}: {describe(exc)}") from None
 
@@ -79,11 +85,8 @@ def list_objects(fs: Any, location: RepositoryLocation) -> list[RemoteObject]:
     root = location.path
     try:
         fs.invalidate_cache()
-        if not fs.exists(location.bucket):
-            raise RemoteError(f"{location.url}: bucket or container '{location.bucket}' does not exist")
+        fs.ls(location.bucket)  # a missing bucket or a refused one fails here; find() may just be empty
         found = fs.find(root, detail=True)
-    except RemoteError:
-        raise
     except Exception as exc:
         raise RemoteError(f"{location.url}: {describe(exc)}") from None
     objects = []
@@ -111,10 +114,9 @@ def describe(exc: BaseException) -> str:
     """A one-line reason: access denied, missing bucket or unreachable endpoint, with secrets removed."""
     text = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
     lowered = text.lower()
-    if any(s in lowered for s in ("accessdenied", "access denied", "forbidden", "403", "invalidaccesskeyid",
-                                  "signaturedoesnotmatch", "authenticationfailed", "permission")):
+    if isinstance(exc, PermissionError) or any(word in lowered for word in _DENIED):
         text = f"access denied ({text})"
-    elif any(s in lowered for s in ("nosuchbucket", "containernotfound", "bucket does not exist")):
+    elif isinstance(exc, FileNotFoundError) or any(word in lowered for word in _MISSING):
         text = f"bucket or container does not exist ({text})"
     elif isinstance(exc, (ConnectionError, TimeoutError, OSError)) or "connect" in lowered:
         text = f"cannot reach the object store ({text})"
