@@ -33,7 +33,7 @@ from support.object_stores import (
     gcs_emulator,
     moto_s3,
 )
-from support.server import ServerProcess, running_server
+from support.server import ServerProcess, free_port, running_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy"))
 from deploy_tools import MAKE_TARGET, azurite_path
@@ -247,3 +247,28 @@ def test_missing_extra_names_the_pip_install(tmp_path: Path) -> None:
         assert infer_constant(client, "local_model") == 5.0
         assert "pip install modelport[s3]" in index(client)[("remote", "")]["reason"]
 
+
+
+def test_unreachable_store_is_retried(tmp_path: Path) -> None:
+    """An S3 endpoint that is down: the model is UNAVAILABLE saying the store cannot be reached, the
+    local model serves, and once the store answers the next load serves the model."""
+    local = tmp_path / "local"
+    write_local(local, "local_model", 5.0)
+    port = free_port()
+    url = f"s3://http://127.0.0.1:{port}/models-s3/repo"
+    args = ["--model-repository", url, f"--model-cache-dir={tmp_path / 'cache'}",
+            "--model-control-mode=explicit", "--load-model=local_model", "--load-model=remote"]  # fmt: skip
+    keys = {"AWS_ACCESS_KEY_ID": "modelport-test", "AWS_SECRET_ACCESS_KEY": secrets.token_hex(16)}
+    with (
+        environment(keys),
+        running_server(local, tmp_path / "server.log", args) as server,
+        httpclient.InferenceServerClient(server.url) as client,
+    ):
+        assert infer_constant(client, "local_model") == 5.0
+        assert "cannot reach the object store" in index(client)[("remote", "")]["reason"]
+        with moto_s3(port=port) as emulator:
+            fs = filesystem("s3", emulator)
+            fs.mkdir("models-s3")
+            put_version(fs, "models-s3/repo", "remote", 1, 1.0)
+            client.load_model("remote")
+            assert infer_constant(client, "remote") == 1.0

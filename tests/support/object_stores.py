@@ -65,9 +65,9 @@ def _running(command: list[str], port: int, what: str, env: Mapping[str, str] | 
 
 
 @contextlib.contextmanager
-def moto_s3(*, enforce_auth: bool = False) -> Iterator[Emulator]:
+def moto_s3(*, enforce_auth: bool = False, port: int = 0) -> Iterator[Emulator]:
     """moto's S3 server; with `enforce_auth` every request needs keys moto's IAM knows (none do)."""
-    port = free_port()
+    port = port or free_port()
     extra = {"INITIAL_NO_AUTH_ACTION_COUNT": "0"} if enforce_auth else {}
     command = [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)]
     env = {"AWS_ACCESS_KEY_ID": "modelport-test", "AWS_SECRET_ACCESS_KEY": secrets.token_hex(16),
