@@ -60,7 +60,8 @@ def test_s3_url_goes_to_the_server_with_irsa(helm: Path, py_tools: Path, tmp_pat
 def test_gcs_with_a_key_secret_and_gke_identity(helm: Path, py_tools: Path, tmp_path: Path) -> None:
     identity = f"serviceAccount.workloadIdentity.gcpServiceAccount={GSA}"
     rendered = helm_template(helm, py_tools, *_remote("gs://models/repo",
-                             "--set", "modelRepository.remote.gcsKeySecret=gcs-reader", "--set", identity))  # fmt: skip
+                             "--set", "modelRepository.remote.gcsKeySecret=gcs-reader",
+                             "--set", identity))  # fmt: skip
     _validate(rendered, py_tools, tmp_path)
     key_path = _env(rendered)["GOOGLE_APPLICATION_CREDENTIALS"]["value"]
     assert key_path == "/var/run/secrets/modelport/gcs/key.json"
