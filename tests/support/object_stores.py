@@ -57,8 +57,8 @@ def _running(command: list[str], port: int, what: str, env: Mapping[str, str] | 
         yield process
     finally:
         process.terminate()
-        try:
-            process.wait(timeout=10)
+        try:  # in-memory emulators hold nothing worth a slow exit (one lingers on open keep-alive sockets)
+            process.wait(timeout=1)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
