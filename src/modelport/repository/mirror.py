@@ -62,17 +62,19 @@ class RepositoryMirror:
     def _apply(self, objects: list[RemoteObject]) -> None:
         manifest = _read_manifest(self.root)
         wanted: dict[str, str] = {}
-        for obj in objects:
-            target = _local_path(self.root, obj.key)
-            if target is None:
-                url = self.remote.location.url
-                log.warning("%s: ignoring object '%s': not a usable file name", url, obj.key)
-                continue
-            wanted[obj.key] = obj.stamp
-            if manifest.get(obj.key) != obj.stamp or not target.is_file():
-                self._download(obj.key, target)
-                manifest[obj.key] = obj.stamp
-                _write_manifest(self.root, manifest)  # progress survives a failure part-way
+        try:
+            for obj in objects:
+                target = _local_path(self.root, obj.key)
+                if target is None:
+                    url = self.remote.location.url
+                    log.warning("%s: ignoring object '%s': not a usable file name", url, obj.key)
+                    continue
+                wanted[obj.key] = obj.stamp
+                if manifest.get(obj.key) != obj.stamp or not target.is_file():
+                    self._download(obj.key, target)
+                    manifest[obj.key] = obj.stamp
+        finally:
+            _write_manifest(self.root, manifest)  # what was downloaded before a failure is not fetched again
         for key in set(manifest) - set(wanted):
             target = _local_path(self.root, key)
             if target is not None:
