@@ -123,8 +123,12 @@ def filesystem(scheme: str, emulator: Emulator) -> Any:
 
 
 def upload_tree(fs: Any, local: Path, remote: str) -> None:
-    """Every file under `local` to `remote/<relative path>` (object stores have no folders)."""
+    """Every file under `local` to `remote/<relative path>`; an empty folder (an ensemble's version) as a
+    zero-byte folder marker `<path>/`, the way object stores keep one."""
     for path in sorted(local.rglob("*")):
+        key = f"{remote}/{path.relative_to(local).as_posix()}"
         if path.is_file():
-            fs.pipe_file(f"{remote}/{path.relative_to(local).as_posix()}", path.read_bytes())
+            fs.pipe_file(key, path.read_bytes())
+        elif path.is_dir() and not any(path.iterdir()):
+            fs.pipe_file(key + "/", b"")
 

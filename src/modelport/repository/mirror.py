@@ -70,7 +70,10 @@ class RepositoryMirror:
                     log.warning("%s: ignoring object '%s': not a usable file name", url, obj.key)
                     continue
                 wanted[obj.key] = obj.stamp
-                if manifest.get(obj.key) != obj.stamp or not target.is_file():
+                if obj.key.endswith("/"):
+                    target.mkdir(parents=True, exist_ok=True)
+                    manifest[obj.key] = obj.stamp
+                elif manifest.get(obj.key) != obj.stamp or not target.is_file():
                     self._download(obj.key, target)
                     manifest[obj.key] = obj.stamp
         finally:
@@ -78,9 +81,10 @@ class RepositoryMirror:
         for key in set(manifest) - set(wanted):
             target = _local_path(self.root, key)
             if target is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    target.unlink()
-                _prune(target.parent, self.root)
+                if not key.endswith("/"):
+                    with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                        target.unlink()
+                _prune(target if key.endswith("/") else target.parent, self.root)
         _write_manifest(self.root, wanted)
 
     def _download(self, key: str, target: Path) -> None:
@@ -135,7 +139,7 @@ class RemoteRepositories:
 
 def _local_path(root: Path, key: str) -> Path | None:
     """Where an object goes under the mirror; None for keys that would leave it or clash with its files."""
-    parts = key.split("/")
+    parts = key.removesuffix("/").split("/")
     if any(p in ("", ".", "..") or "\x00" in p for p in parts) or parts[0].startswith(".modelport"):
         return None
     return root.joinpath(*parts)

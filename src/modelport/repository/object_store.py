@@ -43,7 +43,7 @@ class RemoteError(Exception):
 class RemoteObject:
     """One object under the repository: its key relative to the root, size and change stamp."""
 
-    key: str
+    key: str  # ends with "/" for a folder marker
     size: int
     stamp: str  # ETag / generation / last-modified: changes whenever the object's content does
 
@@ -92,7 +92,8 @@ def list_objects(fs: Any, location: RepositoryLocation) -> list[RemoteObject]:
     objects = []
     for path, info in found.items():
         key = path[len(root) :].lstrip("/") if path.startswith(root) else ""
-        if key and info.get("type", "file") == "file" and not key.endswith("/"):
+        # A zero-byte key ending in "/" is a folder marker: how an empty folder (an ensemble's version) exists
+        if key and info.get("type", "file") == "file":
             objects.append(RemoteObject(key, int(info.get("size") or 0), _stamp(info)))
     return objects
 
