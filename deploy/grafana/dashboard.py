@@ -140,6 +140,19 @@ def panels() -> list[dict[str, Any]]:
             ("sum by (instance) (nv_cpu_memory_total_bytes)", "host total {{instance}}"),
             ("sum by (instance) (process_resident_memory_bytes)", "process RSS {{instance}}"),
         ], "bytes", (12, 45, 12, 8)),
+        # Empty on CPU-only servers: the nv_gpu_* families exist only where NVML finds a GPU.
+        _row(19, "GPU", 53),
+        _panel(20, "GPU utilisation", [
+            ("avg by (gpu_uuid) (nv_gpu_utilization)", "{{gpu_uuid}}"),
+        ], "percentunit", (0, 54, 8, 8), "Share of the last sample period a kernel ran (NVML), per GPU."),
+        _panel(21, "GPU memory", [
+            ("sum by (gpu_uuid) (nv_gpu_memory_used_bytes)", "used {{gpu_uuid}}"),
+            ("sum by (gpu_uuid) (nv_gpu_memory_total_bytes)", "total {{gpu_uuid}}"),
+        ], "bytes", (8, 54, 8, 8)),
+        _panel(22, "GPU power", [
+            ("sum by (gpu_uuid) (nv_gpu_power_usage)", "draw {{gpu_uuid}}"),
+            ("sum by (gpu_uuid) (nv_gpu_power_limit)", "limit {{gpu_uuid}}"),
+        ], "watt", (16, 54, 8, 8)),
     ]
 
 

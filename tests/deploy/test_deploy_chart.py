@@ -267,6 +267,8 @@ def test_gpu_values(render: Any) -> None:
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
     assert "nodeAffinity" in pod["affinity"]
     assert rendered.deployment()["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+    # Models read their GPU configuration (configs/gpu.pbtxt; the example classifier ships one).
+    assert "--model-config-name=gpu" in container["args"]
 
 
 def test_gpu_count_and_resource_name_are_configurable(helm: Path, py_tools: Path) -> None:
@@ -320,6 +322,21 @@ def test_prometheus_adapter_rule_serves_the_hpa_metric(render: Any, py_tools: Pa
     assert rule["name"]["as"] == pods_metric["pods"]["metric"]["name"]
     assert "nv_inference_queue_duration_us" in rule["seriesQuery"]
     assert rule["resources"]["overrides"]["pod"] == {"resource": "pod"}
+
+
+def test_gpu_utilization_autoscaling_metric_has_an_adapter_rule(helm: Path, py_tools: Path) -> None:
+    rendered = helm_template(
+        helm, py_tools, "-f", str(VALUES_GPU), "--set", "autoscaling.enabled=true",
+        "--set", "autoscaling.targetCPUUtilizationPercentage=null",
+        "--set", "autoscaling.gpuUtilization.enabled=true",
+    )  # fmt: skip
+    (metric,) = rendered.one("HorizontalPodAutoscaler")["spec"]["metrics"]
+    assert metric["pods"]["target"] == {"type": "AverageValue", "averageValue": "0.7"}
+    adapter_values = (REPO / "deploy/helm/prometheus-adapter-values.yaml").read_text()
+    adapter = load_yaml_documents(adapter_values, py_tools)[0]
+    served = {rule["name"]["as"]: rule for rule in adapter["rules"]["custom"]}
+    rule = served[metric["pods"]["metric"]["name"]]
+    assert "nv_gpu_utilization" in rule["seriesQuery"] and "<<.GroupBy>>" in rule["metricsQuery"]
 
 
 def test_models_from_s3(render: Any) -> None:

@@ -45,7 +45,9 @@ def test_serving_runtime(manifests: dict[str, dict[str, Any]], py_tools: Path, t
     assert runtime["apiVersion"] == "serving.kserve.io/v1alpha1" and runtime["kind"] == "ServingRuntime"
     spec = runtime["spec"]
     assert {"v2", "grpc-v2"} <= set(spec["protocolVersions"])
-    assert "onnx" in {f["name"] for f in spec["supportedModelFormats"]}
+    # The backends modelport has: ONNX Runtime, TorchScript (pytorch) and whole Triton repositories.
+    assert {"onnx", "pytorch", "triton"} <= {f["name"] for f in spec["supportedModelFormats"]}
+    assert not any(f["autoSelect"] for f in spec["supportedModelFormats"])
     (container,) = spec["containers"]
     assert container["name"] == "kserve-container"  # the name KServe looks for
     args = container["args"]
@@ -55,6 +57,13 @@ def test_serving_runtime(manifests: dict[str, dict[str, Any]], py_tools: Path, t
     assert [p["containerPort"] for p in container["ports"]] == [8080]
     assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": 8080}
     assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": 8080}
+    # The port opens before the models load: a startup probe on liveness covers the process start, and
+    # liveness then restarts a hung pod within a minute instead of waiting out a long load allowance.
+    startup, liveness = container["startupProbe"], container["livenessProbe"]
+    assert startup["httpGet"] == {"path": "/v2/health/live", "port": 8080}
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] < 60
+    assert "initialDelaySeconds" not in liveness
     assert container["securityContext"]["runAsNonRoot"] is True
     _validate_pod({"containers": [container]}, "servingruntime", py_tools, tmp_path)
 

@@ -31,12 +31,12 @@ REFUSED = """batch_input [ { kind: BATCH_ELEMENT_COUNT target_name: "N" data_typ
   source_input: "INPUT0" } ]"""
 # tritonserver flags modelport does not implement, in both forms, one repeated
 TRITON_FLAGS = [
-    "--http-thread-count=4", "--backend-directory", "/opt/tritonserver/backends", "--allow-gpu-metrics=false",
+    "--http-thread-count=4", "--backend-directory", "/opt/tritonserver/backends", "--host-policy=a,b=c",
     "--pinned-memory-pool-byte-size", "268435456", "--cuda-memory-pool-byte-size=0:67108864",
     "--min-supported-compute-capability", "6.0", "--model-load-thread-count=2", "--http-thread-count", "8",
 ]  # fmt: skip
 IGNORED_FLAGS = [
-    "--http-thread-count", "--backend-directory", "--allow-gpu-metrics", "--pinned-memory-pool-byte-size",
+    "--http-thread-count", "--backend-directory", "--host-policy", "--pinned-memory-pool-byte-size",
     "--cuda-memory-pool-byte-size", "--min-supported-compute-capability", "--model-load-thread-count",
 ]  # fmt: skip
 POLL_S = 0.2
@@ -124,8 +124,8 @@ def test_an_ignored_config_field_loads_with_one_warning(
         "model 'warned': config field 'optimization.cuda.graphs' is not supported by modelport and is ignored"
     )
     accelerator = (
-        "model 'warned': config field 'optimization.execution_accelerators.gpu_execution_accelerator' "
-        "(accelerator 'tensorrt') is not supported by modelport and is ignored"
+        "model 'warned': gpu_execution_accelerator 'tensorrt' is not used by instance group 'warned_0': "
+        "it runs on the CPU"
     )
     assert log.count(graphs) == 1 and log.count(accelerator) == 1, log[-3000:]
     assert "model 'plain': config field" not in log  # a config of supported fields is silent

@@ -6,6 +6,7 @@ versions, output subsets, and the error cases, with the same messages over both 
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +20,7 @@ from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from integration.grpc_support import build_grpc_repository, running_grpc_server
+from modelport.shm.cuda import open_cuda_ipc
 from support.models import CLASSIFIER_LABELS, NUMERIC_TYPES, identity_model_name
 from support.server import ServerProcess
 
@@ -656,12 +658,14 @@ class TestOtherRpcs:
             gc.get_trace_settings(model_name="nosuch")
         assert info.value.status() == "StatusCode.INVALID_ARGUMENT"
 
-    def test_cuda_shared_memory_unsupported(self, gc: grpcclient.InferenceServerClient) -> None:
+    def test_cuda_shared_memory_without_a_gpu(self, gc: grpcclient.InferenceServerClient) -> None:
+        if open_cuda_ipc() is not None:
+            pytest.skip("this machine has CUDA: tests/integration/test_gpu.py registers real CUDA regions")
         assert len(gc.get_cuda_shared_memory_status().regions) == 0
         with pytest.raises(InferenceServerException) as info:
-            gc.register_cuda_shared_memory("gpu_region", b"\x00" * 64, 0, 1024)
-        assert info.value.status() == "StatusCode.UNIMPLEMENTED"
-        assert "not supported on this server" in info.value.message()
+            gc.register_cuda_shared_memory("gpu_region", base64.b64encode(b"\x00" * 64), 0, 1024)
+        assert info.value.status() == "StatusCode.INVALID_ARGUMENT"
+        assert "this server has no CUDA device" in info.value.message()
         gc.unregister_cuda_shared_memory()
 
     def test_server_still_serves_after_errors(self, gc: grpcclient.InferenceServerClient) -> None:

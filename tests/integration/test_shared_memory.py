@@ -4,6 +4,7 @@ CUDA shared memory refused on a server without CUDA IPC."""
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,6 +21,7 @@ from integration.grpc_support import (
     mobilenet_available,
     running_grpc_server,
 )
+from modelport.shm.cuda import open_cuda_ipc
 from support.server import ServerProcess
 
 PROTOCOLS = ["grpc", "http"]
@@ -191,12 +193,14 @@ def test_register_past_the_end_of_the_object(client: Any, protocol: str, regions
     assert status_list(client, protocol) == []
 
 
-def test_cuda_shared_memory_is_refused(client: Any, protocol: str) -> None:
+def test_cuda_shared_memory_is_refused_without_a_gpu(client: Any, protocol: str) -> None:
+    if open_cuda_ipc() is not None:
+        pytest.skip("this machine has CUDA: tests/integration/test_gpu.py registers real CUDA regions")
     expect_error(
-        lambda: client.register_cuda_shared_memory("gpu", b"\x00" * 64, 0, 64),
+        lambda: client.register_cuda_shared_memory("gpu", base64.b64encode(b"\x00" * 64), 0, 64),
         protocol,
-        "unsupported",
-        "CUDA shared memory is not supported on this server",
+        "invalid",
+        "failed to register CUDA shared memory region 'gpu': this server has no CUDA device",
     )
     if protocol == "http":
         assert client.get_cuda_shared_memory_status() == []

@@ -148,8 +148,12 @@ class ServerProcess:
             raise RuntimeError(f"modelport did not become live on {self.url}:\n{self.log()}")
         raise AssertionError("unreachable")
 
+    def environment(self) -> dict[str, str]:
+        """Variables the process gets on top of this one's (a subclass may configure the server by them)."""
+        return {}
+
     def _spawn(self) -> None:
-        env = dict(os.environ)
+        env = {**os.environ, **self.environment()}
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), "always::ResourceWarning"]))
         env.pop("CUDA_VISIBLE_DEVICES", None)

@@ -127,15 +127,17 @@ class TestRegistry:
         assert registry.system_status() == []
         assert array.tolist() == [7]  # the mapping lives until the last view goes away
 
-    def test_cuda_is_refused(
-        self, registry: SharedMemoryRegistry, segment: shared_memory.SharedMemory
-    ) -> None:
-        assert code_of(lambda: registry.register_cuda("g", 0, 64))[0] is ErrorCode.UNSUPPORTED
+    def test_cuda_is_refused_without_a_device(self, segment: shared_memory.SharedMemory) -> None:
+        registry = SharedMemoryRegistry(cuda=lambda: None)
+        code, message = code_of(lambda: registry.register_cuda("g", b"\0" * 64, 0, 64))
+        assert code is ErrorCode.INVALID_ARG and "this server has no CUDA device" in message
         assert registry.cuda_status() == []
         assert code_of(lambda: registry.cuda_status("g"))[0] is ErrorCode.NOT_FOUND
         registry.register_system("s", key(segment), 0, 64)
-        assert "registered as system shared memory" in code_of(lambda: registry.cuda_status("s"))[1]
+        missing = "Unable to find cuda shared memory region: 's'"
+        assert code_of(lambda: registry.cuda_status("s"))[1] == missing
         registry.unregister_cuda()
+        assert [r.name for r in registry.system_status()] == ["s"]  # a CUDA unregister leaves it
 
 
 class TestCodecs:

@@ -151,10 +151,10 @@ def test_a_boolean_may_stand_bare_and_values_may_look_like_anything(tmp_path: Pa
 def test_a_repeated_flag_warns_once_and_many_flags_keep_their_order(tmp_path: Path) -> None:
     parsed = _parse(
         tmp_path, "--http-thread-count=4", "--backend-directory", "/opt/tritonserver/backends",
-        "--http-thread-count", "8", "--allow-gpu-metrics=false",
+        "--http-thread-count", "8", "--pinned-memory-pool-byte-size=0",
     )  # fmt: skip
     assert [w.split()[2] for w in unimplemented_flag_warnings(parsed)] == [
-        "--http-thread-count", "--backend-directory", "--allow-gpu-metrics",
+        "--http-thread-count", "--backend-directory", "--pinned-memory-pool-byte-size",
     ]  # fmt: skip
 
 

@@ -1,30 +1,31 @@
-"""Which accelerators this machine has (none on a CPU-only host)."""
+"""Which accelerators this machine has (none on a CPU-only host), as NVML reports them."""
 
 from __future__ import annotations
 
 import functools
 import os
-import shutil
-import subprocess
+
+from modelport.observability.nvml import GpuDevice, NvmlReader
 
 
 @functools.cache
+def visible_gpus() -> tuple[GpuDevice, ...]:
+    """The NVIDIA GPUs this process may use, by CUDA index; () without nvidia-ml-py, a driver or a GPU.
+
+    Read once: the devices of a running server do not change.
+    """
+    reader = NvmlReader.open()
+    if reader is None:
+        return ()
+    try:
+        return reader.devices()
+    finally:
+        reader.close()
+
+
 def visible_gpu_count() -> int:
     """Number of NVIDIA GPUs visible to this process; 0 when there is no driver or no GPU."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None and visible.strip() in ("", "-1"):
-        return 0
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return 0
-    try:
-        listing = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return 0
-    count = sum(1 for line in listing.stdout.splitlines() if line.startswith("GPU "))
-    if visible:
-        count = min(count, len([v for v in visible.split(",") if v.strip()]))
-    return count
+    return len(visible_gpus())
 
 
 def cpu_count() -> int:

@@ -5,17 +5,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from modelport import __version__
+from modelport.cli.env_flags import EnvironmentDefaults, describe_environment
+from modelport.cli.env_flags import HelpFormatter as EnvHelpFormatter
+from modelport.cli.gpu_flags import add_gpu_metric_flags, gpu_metric_settings
 from modelport.cli.repository_flags import add_repository_flags, repository_roots
+from modelport.cli.triton_flags import DEST as IGNORED_DEST
 from modelport.config.settings import RESTRICTED_CATEGORIES, ServerSettings
 from modelport.observability.logging import configure_logging
 
 
-def _bool(value: str) -> bool:
+def parse_bool(value: str) -> bool:
+    """A tritonserver boolean flag value: true/false, 1/0, yes/no, on/off."""
     lowered = value.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
         return True
@@ -26,17 +32,31 @@ def _bool(value: str) -> bool:
 
 def _flag(parser: argparse.ArgumentParser, name: str, default: bool, help_text: str) -> None:
     """A boolean flag usable bare (`--x`) or with a value (`--x=false`), as tritonserver's are."""
-    parser.add_argument(name, type=_bool, nargs="?", const=True, default=default, help=help_text)
+    parser.add_argument(name, type=parse_bool, nargs="?", const=True, default=default, help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """modelport's command line: `serve` (alias `tritonserver`) and `traffic`."""
+    return _build_parsers()[0]
+
+
+def _build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The top-level parser and its `serve` subparser."""
     parser = argparse.ArgumentParser(prog="modelport", description="Triton-compatible model server.")
     parser.add_argument("--version", action="version", version=f"modelport {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve a model repository")
+    # `modelport tritonserver ...` is `serve`: an image whose entrypoint is modelport then runs a container
+    # whose arguments start with `tritonserver`, as Triton's images do.
+    serve = commands.add_parser("serve", aliases=["tritonserver"], help="serve a model repository",
+                                formatter_class=EnvHelpFormatter)
     add_repository_flags(serve)
     serve.add_argument("--model-control-mode", choices=["none", "poll", "explicit"], default="none")
     serve.add_argument("--load-model", action="append", default=[], help="model to load in explicit mode")
+    _flag(serve, "--load-on-demand", False,
+          "explicit mode: an inference request for a model in the repository that is not loaded loads it")
+    serve.add_argument("--model-memory-budget", default=None, metavar="<bytes>|<size>|<percent>%",
+                       help="explicit mode: memory the loaded models may hold (500000000, 2GiB, 25%%); the "
+                            "least recently used idle models are unloaded to make room")
     serve.add_argument("--model-config-name", default=None, metavar="<name>",
                        help="each model reads <model>/configs/<name>.pbtxt when it exists, else config.pbtxt")
     serve.add_argument("--repository-poll-secs", type=float, default=15.0)
@@ -45,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--exit-timeout-secs", type=float, default=30.0)
     serve.add_argument("--disable-auto-complete-config", action="store_true",
                        help="do not complete missing config from the model files")
-    serve.add_argument("--strict-model-config", type=_bool, nargs="?", const=True, default=None,
+    serve.add_argument("--strict-model-config", type=parse_bool, nargs="?", const=True, default=None,
                        help="deprecated: same as --disable-auto-complete-config when true")
     serve.add_argument("--backend-config", action="append", default=[],
                        help="[<backend>,]<key>=<value>, e.g. onnxruntime,default-max-batch-size=8")
@@ -91,14 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
     from modelport.cli.triton_flags import add_unimplemented_flags
 
     add_unimplemented_flags(serve)  # last: a flag defined above is never shadowed
+    describe_environment(serve, IGNORED_DEST)
 
     add_traffic_parser(commands)
-    return parser
+    return parser, serve
 
 
 def _observability_flags(serve: argparse.ArgumentParser) -> None:
     """Metrics options, log format and file, and tracing, with tritonserver's flag names."""
     _flag(serve, "--allow-cpu-metrics", True, "report nv_cpu_* (CPU utilisation and memory)")
+    add_gpu_metric_flags(serve, parse_bool)
     serve.add_argument("--metrics-config", action="append", default=[], metavar="<key>=<value>",
                        help="counter_latencies=<bool> (Triton's *_duration_us counters), "
                             "histograms=<bool> (modelport's latency and batch-size histograms)")
@@ -117,7 +139,7 @@ _TRITON_ONLY_METRICS_CONFIG = ("summary_latencies", "summary_quantiles", "histog
 def _observability_settings(args: argparse.Namespace) -> dict[str, object]:
     from modelport.cli.trace_flags import parse_trace_config
 
-    values: dict[str, object] = {"allow_cpu_metrics": args.allow_cpu_metrics}
+    values: dict[str, object] = {"allow_cpu_metrics": args.allow_cpu_metrics, **gpu_metric_settings(args)}
     for entry in args.metrics_config:
         key, sep, value = entry.partition("=")
         if not sep:
@@ -128,7 +150,7 @@ def _observability_settings(args: argparse.Namespace) -> dict[str, object]:
         if key not in _METRICS_CONFIG:
             raise SystemExit(f"--metrics-config '{entry}': unknown key '{key}'")
         try:
-            values[_METRICS_CONFIG[key]] = _bool(value)
+            values[_METRICS_CONFIG[key]] = parse_bool(value)
         except argparse.ArgumentTypeError as exc:
             raise SystemExit(f"--metrics-config '{entry}': {exc}") from None
     try:
@@ -274,7 +296,19 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         **_observability_settings(args),  # type: ignore[arg-type]
         response_cache_size=_response_cache_size(args),
         **_rate_limit_settings(args),  # type: ignore[arg-type]
+        **_on_demand_settings(args),  # type: ignore[arg-type]
     )
+
+
+def _on_demand_settings(args: argparse.Namespace) -> dict[str, object]:
+    from modelport.cli.ondemand_flags import check_on_demand_flags, parse_memory_budget
+
+    try:
+        check_on_demand_flags(args.model_control_mode, args.load_on_demand, args.model_memory_budget)
+        budget = None if args.model_memory_budget is None else parse_memory_budget(args.model_memory_budget)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    return {"load_on_demand": args.load_on_demand, "model_memory_budget": budget}
 
 
 def _rate_limit_settings(args: argparse.Namespace) -> dict[str, object]:
@@ -301,14 +335,29 @@ def _response_cache_size(args: argparse.Namespace) -> int | None:
     return flags.size
 
 
+def parse_args(
+    argv: Sequence[str] | None, environ: Mapping[str, str]
+) -> tuple[argparse.Namespace, EnvironmentDefaults]:
+    """The command line, with `serve` flags it does not give taken from MODELPORT_* in `environ`;
+    also the EnvironmentDefaults that explain an error about a flag set by a variable."""
+    parser, serve = _build_parsers()
+    defaults = EnvironmentDefaults.apply(serve, environ, IGNORED_DEST)
+    return defaults.finish(parser.parse_args(argv)), defaults
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, env_defaults = parse_args(argv, os.environ)
     if args.command == "traffic":
         from modelport.cli.traffic import run_traffic
 
         return run_traffic(args)
-    if args.command == "serve":
-        settings = settings_from_args(args)
+    if args.command in ("serve", "tritonserver"):
+        try:
+            settings = settings_from_args(args)
+        except SystemExit as exc:
+            if isinstance(exc.code, str):
+                raise SystemExit(env_defaults.explain(exc.code)) from None
+            raise
         logs = configure_logging(settings)
         _warn_unimplemented_flags(args)
         _warn_unrestricted_repository(settings)

@@ -23,7 +23,12 @@ from modelport.frontends.workers.engine import WorkerFrontends
 from modelport.frontends.workers.supervisor import WorkerStartError
 from modelport.observability.logging import LogController
 from modelport.observability.metrics import MetricsApp, MetricsOptions, create_metrics_registry
+from modelport.observability.model_state_metrics import ModelStateCollector
+from modelport.observability.nvml import NvmlReader
+from modelport.observability.residency_metrics import ResidencyCollector
+from modelport.repository.lifecycle import UNLOADED
 from modelport.repository.poller import RepositoryPoller
+from modelport.repository.residency import EVICTED, LOAD_SECONDS_BOUNDS
 
 log = logging.getLogger("modelport.server")
 
@@ -203,10 +208,29 @@ def _start_metrics(server: InferenceServer, settings: ServerSettings) -> Uvicorn
         counter_latencies=settings.metrics_counter_latencies,
         histograms=settings.metrics_histograms,
         cpu_metrics=settings.allow_cpu_metrics,
+        gpu_metrics=settings.allow_gpu_metrics,
+        metrics_interval_s=settings.metrics_interval_ms / 1000.0,
     )
-    registry = create_metrics_registry(server.served_models, options, cache=server.response_cache)
+    gpus = NvmlReader.open() if settings.allow_gpu_metrics else None
+    registry = create_metrics_registry(server.served_models, options, cache=server.response_cache, gpus=gpus)
     host = settings.metrics_address or settings.http_address
+    registry.register(ModelStateCollector(lambda: _model_states(server)))
+    if settings.load_on_demand or settings.model_memory_budget is not None:
+        registry.register(ResidencyCollector(server.repository.residency, LOAD_SECONDS_BOUNDS))
     return uvicorn_server(MetricsApp(registry), host, settings.metrics_port)
+
+
+def _model_states(server: InferenceServer) -> list[tuple[str, str, str]]:
+    """(model, version, state) of every version loading, serving or failed, for modelport_model_state.
+
+    Versions unloaded on purpose (or evicted for the memory budget) and models never asked to load are
+    left out: nothing is wrong with them.
+    """
+    return [
+        (row.name, row.version, row.state.value)
+        for row in server.repository_index()
+        if row.state is not None and row.reason not in (UNLOADED, EVICTED)
+    ]
 
 
 def _install_signal_handlers(stop: asyncio.Event, force: asyncio.Event) -> None:
@@ -256,6 +280,8 @@ def _options_table(settings: ServerSettings) -> str:
         ["exit_timeout", str(settings.exit_timeout_secs)],
         ["frontend_workers", str(settings.frontend_workers)],
         *rate_limit_rows(settings),
+        ["load_on_demand", str(settings.load_on_demand).lower()],
+        ["model_memory_budget", str(settings.model_memory_budget or "-")],
     ]
     return render_table(["Option", "Value"], rows)
 

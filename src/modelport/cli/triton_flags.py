@@ -33,8 +33,6 @@ UNIMPLEMENTED: dict[str, str] = {
     "--vertex-ai-port": "<integer>",
     "--vertex-ai-thread-count": "<integer>",
     "--vertex-ai-default-model": "<string>",
-    "--allow-gpu-metrics": "<boolean>",
-    "--metrics-interval-ms": "<float>",
     "--backend-directory": "<string>",
     "--repoagent-directory": "<string>",
     "--cache-directory": "<string>",

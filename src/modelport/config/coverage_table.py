@@ -46,8 +46,14 @@ def _refused(note: str, named_by: str = "", name_label: str = "") -> Coverage:
 
 
 _GPU_ONLY = "a GPU execution option of TensorRT / ONNX Runtime GPU"
-_ACCELERATOR = "TensorRT, OpenVINO and other execution accelerators are not used; the model runs as is"
-_ACCELERATORS = _ignored(_ACCELERATOR, named_by="name", name_label="accelerator")
+_GPU_ACCELERATORS = _s(
+    "ONNX Runtime on GPU instances: `tensorrt` (Triton's keys mapped to TensorRT provider options) and "
+    "`cuda`; other backends ignore it, as Triton's do"
+)
+_CPU_ACCELERATORS = _s(
+    "ONNX Runtime: `openvino` where the installed onnxruntime has it, else a warning; other backends "
+    "ignore it"
+)
 _QUEUE_POLICY = ("timeout_action", "default_timeout_microseconds", "allow_timeout_override", "max_queue_size")
 
 _ENTRIES: dict[str, Coverage] = {
@@ -104,8 +110,12 @@ _ENTRIES: dict[str, Coverage] = {
     "optimization.cuda.graph_spec": _ignored(_GPU_ONLY),
     "optimization.cuda.output_copy_stream": _ignored(_GPU_ONLY),
     "optimization.execution_accelerators": S,
-    "optimization.execution_accelerators.gpu_execution_accelerator": _ACCELERATORS,
-    "optimization.execution_accelerators.cpu_execution_accelerator": _ACCELERATORS,
+    "optimization.execution_accelerators.gpu_execution_accelerator": _GPU_ACCELERATORS,
+    "optimization.execution_accelerators.gpu_execution_accelerator.name": S,
+    "optimization.execution_accelerators.gpu_execution_accelerator.parameters": S,
+    "optimization.execution_accelerators.cpu_execution_accelerator": _CPU_ACCELERATORS,
+    "optimization.execution_accelerators.cpu_execution_accelerator.name": S,
+    "optimization.execution_accelerators.cpu_execution_accelerator.parameters": S,
     "optimization.input_pinned_memory": S,
     "optimization.input_pinned_memory.enable": _s(
         "no copy is staged through pinned memory, so both values behave alike (completion sets it, as "

@@ -70,6 +70,10 @@ class ServerSettings:
     # --rate-limit (off | execution_count) and --rate-limit-resource
     rate_limit: str = "off"
     rate_limit_resources: tuple[RateLimitResource, ...] = ()
+    # --load-on-demand: an inference request for a known, unloaded model loads it (explicit mode only)
+    load_on_demand: bool = False
+    # --model-memory-budget: bytes the loaded models may hold; LRU idle models are unloaded for room
+    model_memory_budget: int | None = None
     # Processes that own the HTTP and gRPC ports and hand requests to this one (0: serve them here).
     frontend_workers: int = 0
 
@@ -104,6 +108,8 @@ class ServerSettings:
     metrics_address: str = ""
     metrics_port: int = 8002
     allow_cpu_metrics: bool = True
+    allow_gpu_metrics: bool = True  # nv_gpu_* through NVML, where there is a GPU
+    metrics_interval_ms: float = 2000.0  # GPU readings are at most this old
     # --metrics-config: Triton's *_duration_us counters; modelport's latency / batch-size histograms
     metrics_counter_latencies: bool = True
     metrics_histograms: bool = True

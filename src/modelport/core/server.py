@@ -25,6 +25,7 @@ from modelport.observability.tracing import Tracing
 from modelport.protocol import ModelConfigProto
 from modelport.repository.lifecycle import IndexEntry
 from modelport.repository.manager import ModelRepositoryManager
+from modelport.repository.on_demand import OnDemandLoader
 from modelport.repository.overrides import poll_failed
 from modelport.repository.routing import parse_version_number, parse_weights
 from modelport.repository.served import ModelHandle, ServedModel
@@ -71,6 +72,8 @@ class InferenceServer:
         registry = backends if backends is not None else BackendRegistry.with_builtins(self._caller)
         self.repository = ModelRepositoryManager(settings, registry, self, drain_timeout_s=drain_timeout_s)
         self._models = self.repository.models
+        on_demand = settings.load_on_demand or settings.model_memory_budget is not None
+        self._on_demand = OnDemandLoader(self.repository, load=settings.load_on_demand) if on_demand else None
         self.response_cache = self.repository.response_cache  # None without --cache-config
         self._logs = log_controller or LogController(LogState.from_settings(settings))
         self.tracing = tracing or Tracing(settings.trace_config)
@@ -215,7 +218,7 @@ class InferenceServer:
             raise InvalidInput(f"Request for unknown model : {name}")
 
     def repository_index(self, ready_only: bool = False) -> list[IndexEntry]:
-        return self._models.index(ready_only)
+        return self.repository.residency.annotate(self._models.index(ready_only))
 
     async def load_model(
         self, name: str, config_json: str | None = None, files: Mapping[str, bytes] | None = None
@@ -273,6 +276,17 @@ class InferenceServer:
             raise ModelUnavailable("Server exiting")
         return self._models.acquire(name, version)
 
+    async def acquire_loaded(self, name: str, version: str = "", *, internal: bool = False) -> ModelHandle:
+        """`acquire`, and with --load-on-demand, a model in the repository that is not loaded loads first."""
+        if self._on_demand is None or (self._draining and not internal):
+            return self.acquire(name, version, internal=internal)  # (refuses while draining)
+        return await self._on_demand.acquire(name, version)
+
+    async def make_resident(self, name: str, version: str = "") -> None:
+        """With --load-on-demand, load a model in the repository that is not loaded (metadata, config)."""
+        if self._on_demand is not None:
+            await self._on_demand.ensure(name, version)
+
     async def infer(
         self,
         request: InferRequest,
@@ -294,7 +308,8 @@ class InferenceServer:
         try:
             if handle is not None:
                 return await self._run(request, handle.model, traceparent, endpoint)
-            with self.acquire(request.model_name, request.model_version, internal=internal) as own:
+            own = await self.acquire_loaded(request.model_name, request.model_version, internal=internal)
+            with own:
                 return await self._run(request, own.model, traceparent, endpoint)
         finally:
             if request.input_regions is not None:  # its shared-memory inputs are read: let them go
@@ -349,7 +364,7 @@ class InferenceServer:
             resolved = (
                 contextlib.nullcontext(handle)
                 if handle is not None
-                else self.acquire(request.model_name, request.model_version)
+                else await self.acquire_loaded(request.model_name, request.model_version)
             )
             with resolved as chosen:
                 model = chosen.model

@@ -19,11 +19,14 @@ from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFam
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from modelport.clock import MonotonicClock
 from modelport.observability.cache_metrics import (
     CacheFigures,
     ResponseCacheCollector,
     per_model_cache_counters,
 )
+from modelport.observability.gpu_metrics import GpuCollector
+from modelport.observability.nvml import GpuReader
 from modelport.observability.stats import Histogram, ModelStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -54,6 +57,8 @@ class MetricsOptions:
     counter_latencies: bool = True  # Triton's nv_inference_*_duration_us counters
     histograms: bool = True  # modelport_* latency and batch-size histograms
     cpu_metrics: bool = True  # nv_cpu_* from /proc
+    gpu_metrics: bool = True  # nv_gpu_* and nv_energy_consumption through NVML (--allow-gpu-metrics)
+    metrics_interval_s: float = 2.0  # how old a GPU reading may be (--metrics-interval-ms)
     process_metrics: bool = True  # process_* (prometheus_client's ProcessCollector)
 
 
@@ -253,9 +258,10 @@ def create_metrics_registry(
     options: MetricsOptions | None = None,
     proc: str = "/proc",
     cache: CacheFigures | None = None,
+    gpus: GpuReader | None = None,
 ) -> CollectorRegistry:
     """A fresh registry holding modelport's collectors (never prometheus_client's global registry);
-    `cache`: the server's response cache, when it has one."""
+    `cache`: the server's response cache, when it has one; `gpus`: the GPU reader, where NVML is."""
     options = options or MetricsOptions()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(TritonModelCollector(served_versions, options))
@@ -265,6 +271,10 @@ def create_metrics_registry(
         cpu = HostCpuCollector(proc)
         cpu.prime()
         registry.register(cpu)
+    if options.gpu_metrics and gpus is not None:
+        gpu = GpuCollector(gpus, options.metrics_interval_s, MonotonicClock())
+        gpu.prime()
+        registry.register(gpu)
     if options.process_metrics and os.path.isdir(os.path.join(proc, "self")):
         ProcessCollector(registry=registry, proc=proc)
     return registry

@@ -12,8 +12,9 @@ import contextlib
 import logging
 from pathlib import Path
 
-from modelport.backends.base import InstancePlacement, ModelInstance
+from modelport.backends.base import ModelInstance
 from modelport.backends.devices import cpu_count
+from modelport.backends.placement import place_instances
 from modelport.backends.registry import BackendRegistry
 from modelport.config.ensemble import composing_problems, inherited_labels
 from modelport.config.settings import ServerSettings
@@ -85,7 +86,7 @@ class ServedModelBuilder:
             shown = repository_path(model_path, model_repository_of(model_path))
             raise ModelUnavailable(f"unable to find '{shown}' for model '{spec.name}' version {version}")
         backend = self._backends.get(spec.backend)
-        spots = placements(spec)
+        spots = place_instances(spec.instance_groups, cpu_count())
         tickets = register_instances(self._rate_limiter, spec, spots)  # InvalidInput: too few resources
         results = await asyncio.gather(
             *(asyncio.to_thread(backend.create_instance, spec, model_path, p) for p in spots),
@@ -125,18 +126,3 @@ class ServedModelBuilder:
             EnsembleScheduler(spec, self._core, stats), spec, version, stats, self.response_cache
         )
         return ServedModel(spec, version, scheduler, labels, stats)
-
-
-def placements(spec: ModelSpec) -> list[InstancePlacement]:
-    """Where each instance of `spec` runs; the CPU's threads are shared out between the instances."""
-    total = max(spec.instance_count, 1)
-    threads = max(1, cpu_count() // total)
-    found: list[InstancePlacement] = []
-    index = 0
-    for group in spec.instance_groups:
-        devices: list[int | None] = list(group.gpus) if group.kind == "KIND_GPU" else [None]
-        for device in devices:
-            for _ in range(group.count):
-                found.append(InstancePlacement(group, index, device, threads))
-                index += 1
-    return found

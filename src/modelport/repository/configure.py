@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelport.backends.placement import gpu_problems
 from modelport.backends.registry import BackendRegistry
 from modelport.config import completion, coverage, model_config, validation
 from modelport.config.settings import ServerSettings
@@ -57,6 +58,9 @@ def configure_model(
     validation.validate(config, source)
     _check_coverage(config, source)
     spec = build_spec(config, folder.path)
+    problems = gpu_problems(spec.name, spec.instance_groups, range(gpus))
+    if problems:
+        raise InvalidInput("; ".join(problems))
     return ConfiguredModel(spec=spec, labels=_read_labels(folder.path, spec))
 
 

@@ -15,6 +15,7 @@ import ctypes
 import gc
 import logging
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from modelport.repository.fingerprint import fingerprint_folder
 from modelport.repository.mirror import RemoteRepositories
 from modelport.repository.overrides import poll_failed
 from modelport.repository.records import ModelRecord, ModelTable, retire
+from modelport.repository.residency import Residency, folder_bytes
 from modelport.repository.routing import policy_from_parameters
 from modelport.repository.served import ServedModel
 from modelport.repository.source import ModelFolder, read_model_folder, scan_repositories
@@ -69,6 +71,7 @@ class ModelRepositoryManager:
         self._load_slots: asyncio.Semaphore | None = None
         self._drain_timeout_s = settings.exit_timeout_secs if drain_timeout_s is None else drain_timeout_s
         self.remotes = RemoteRepositories(settings.remote_repositories)  # s3:// gs:// as:// roots' mirrors
+        self.residency = Residency(self.models, settings.model_memory_budget)
 
     @property
     def settings(self) -> ServerSettings:
@@ -117,12 +120,15 @@ class ModelRepositoryManager:
         config: ModelConfigProto | None = None,
         files: Mapping[str, bytes] | None = None,
         folder: ModelFolder | None = None,
+        demand: bool = False,
     ) -> None:
         """(Re)load `name` from disk, or from a config / file override; raises what failed.
 
         Only what changed is reloaded (a config change or an override reloads every version); an
         unchanged, loaded model is a no-op. New versions serve as soon as they are READY, and
         versions the policy no longer selects are retired afterwards, only if every load worked.
+        A load asked for by an inference request (`demand`) does not make the model count for
+        strict readiness. The memory budget admits a model before it loads (see `Residency`).
         """
         overrides.check_model_name(name)
         if files and config is None:
@@ -130,7 +136,7 @@ class ModelRepositoryManager:
         lock = self._lock(name)
         try:
             async with lock:
-                await self._load_locked(name, config, files or {}, folder)
+                await self._load_locked(name, config, files or {}, folder, demand)
         finally:
             if self.models.get(name) is None and not lock.locked():
                 self._locks.pop(name, None)
@@ -144,10 +150,11 @@ class ModelRepositoryManager:
         config: ModelConfigProto | None,
         files: Mapping[str, bytes],
         folder: ModelFolder | None,
+        demand: bool = False,
     ) -> None:
         if folder is None:
             await self.sync_remotes()  # an explicit load sees the bucket as it is now
-        on_disk = folder if folder is not None else await asyncio.to_thread(self._find_folder, name)
+        on_disk = folder if folder is not None else await asyncio.to_thread(self.find_folder, name)
         if on_disk is None and not files:
             raise poll_failed(name, self.remotes.reason())
         workdir: Path | None = None
@@ -158,10 +165,21 @@ class ModelRepositoryManager:
         if workdir is not None:
             record.workdirs.add(workdir)
         assert source is not None
-        record.requested = True
+        record.requested = record.requested or not demand
+        try:
+            size = await asyncio.to_thread(folder_bytes, source.path)
+            admitted = await self.residency.admit(name, size, self.unload)
+        except ModelportError:
+            record.discard_unused_workdirs()
+            raise
+        started = time.perf_counter()
+        ok = False
         try:
             await self._apply(record, source, config, workdir)
+            ok = True
         finally:
+            if admitted:
+                self.residency.loaded(name, time.perf_counter() - started, ok)
             record.discard_unused_workdirs()
         if on_disk is not None:
             record.folder = on_disk
@@ -251,7 +269,7 @@ class ModelRepositoryManager:
         """How long a replaced or unloaded version's requests may take to finish."""
         return Deadline(self._drain_timeout_s)
 
-    def _find_folder(self, name: str) -> ModelFolder | None:
+    def find_folder(self, name: str) -> ModelFolder | None:
         """The model's folder as it is on disk now (None if absent or not unique)."""
         if name.startswith("."):
             return None
@@ -269,7 +287,7 @@ class ModelRepositoryManager:
         """Load the models an ensemble's steps call that are not serving yet, as Triton does."""
         spec = configured.spec
         assert spec.ensemble is not None
-        await asyncio.to_thread(ensemble_graph.refuse_cycle, spec, self._find_folder)
+        await asyncio.to_thread(ensemble_graph.refuse_cycle, spec, self.find_folder)
         steps = spec.ensemble.model_names
         reasons = await asyncio.gather(*(self._ensure_loaded(name) for name in steps))
         missing = [f"{name} ({reason})" for name, reason in zip(steps, reasons, strict=True) if reason]
@@ -305,6 +323,7 @@ class ModelRepositoryManager:
             record.applied_shared = None
             record.applied_versions.clear()
             record.overridden = False
+            self.residency.release(name)
         if unload_dependents:
             for dependent in ensemble_graph.dependents(self.models, name):
                 await self._unload(dependent, True, deadline)

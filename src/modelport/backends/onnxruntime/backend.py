@@ -15,10 +15,11 @@ import onnxruntime as ort
 from modelport.backends.base import ExecuteResult, Execution, InstancePlacement
 from modelport.backends.batching import gather_inputs, split_outputs
 from modelport.backends.devices import visible_gpu_count
+from modelport.backends.onnxruntime.providers import Placement, ProviderPlan, accelerators, plan_providers
 from modelport.config.sequence import hidden_tensor_names
 from modelport.config.settings import ServerSettings
 from modelport.config.spec import ModelSpec
-from modelport.errors import InternalError, InvalidInput, ModelportError
+from modelport.errors import InternalError, InvalidInput, ModelportError, ModelUnavailable
 from modelport.observability.redaction import model_repository_of, repository_path, scrub_paths
 from modelport.observability.stats import ExecutionTiming
 from modelport.protocol import ModelConfigProto, model_config_pb2
@@ -98,13 +99,44 @@ class OnnxRuntimeBackend:
     def create_instance(
         self, spec: ModelSpec, model_path: Path, placement: InstancePlacement
     ) -> OnnxRuntimeInstance:
-        options, providers = session_settings(spec, placement)
-        session = _open_session(model_path, options, providers)
+        options = session_options(spec, placement)
+        plan = provider_plan(spec, placement, model_path.parent.parent)
+        for warning in plan.warnings:
+            log.warning("%s", warning)
+        session = _open_session(model_path, options, list(plan.providers))
+        _check_providers(spec, placement, plan, session.get_providers())
         return OnnxRuntimeInstance(spec, session)
 
 
-def session_settings(spec: ModelSpec, placement: InstancePlacement) -> tuple[ort.SessionOptions, list[Any]]:
-    """Session options from config `parameters` and `optimization`, and the execution providers."""
+def provider_plan(spec: ModelSpec, placement: InstancePlacement, model_dir: Path) -> ProviderPlan:
+    """The execution providers of one instance (see providers.plan_providers)."""
+    where = Placement(
+        spec.name, placement.group.name, placement.device_id, ort.get_available_providers(), model_dir
+    )
+    chosen = spec.proto.optimization.execution_accelerators
+    return plan_providers(
+        where,
+        spec.parameters,
+        accelerators(chosen.gpu_execution_accelerator),
+        accelerators(chosen.cpu_execution_accelerator),
+    )
+
+
+def _check_providers(
+    spec: ModelSpec, placement: InstancePlacement, plan: ProviderPlan, opened: Sequence[str]
+) -> None:
+    """onnxruntime falls back to the CPU when a GPU provider fails to start: refuse that instead."""
+    missing = [name for name in plan.names if name not in opened]
+    if missing:
+        raise ModelUnavailable(
+            f"instance group '{placement.group.name}' of model '{spec.name}': onnxruntime could not start "
+            f"{', '.join(missing)} (its libraries or the device are missing; the server log has the reason); "
+            f"the session would run on {', '.join(opened)} instead"
+        )
+
+
+def session_options(spec: ModelSpec, placement: InstancePlacement) -> ort.SessionOptions:
+    """Session options from config `parameters` and `optimization`."""
     params = spec.parameters
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(params.get("intra_op_thread_count", placement.threads) or 0)
@@ -119,16 +151,7 @@ def session_settings(spec: ModelSpec, placement: InstancePlacement) -> tuple[ort
     options.add_session_config_entry("session.force_spinning_stop", "1")
     level = spec.proto.optimization.graph.level
     options.graph_optimization_level = _GRAPH_LEVELS.get(level, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
-    if placement.device_id is None:
-        return options, ["CPUExecutionProvider"]
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        raise InternalError(
-            f"instance group '{placement.group.name}' of model '{spec.name}' asks for KIND_GPU, but "
-            f"onnxruntime has no CUDA execution provider here (install onnxruntime-gpu on a GPU machine, "
-            f"or use KIND_CPU)"
-        )
-    cuda = ("CUDAExecutionProvider", {"device_id": placement.device_id})
-    return options, [cuda, "CPUExecutionProvider"]
+    return options
 
 
 class OnnxRuntimeInstance:

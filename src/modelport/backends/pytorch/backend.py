@@ -115,6 +115,10 @@ def _apply_thread_settings(torch: ModuleType, spec: ModelSpec) -> None:
             torch.set_num_interop_threads(int(inter))
 
 
+# Pinning costs a host copy: it pays off for large batches only.
+_PIN_FROM_BYTES = 1 << 20
+
+
 class TorchScriptInstance:
     """One loaded TorchScript module; concatenates a batch once and splits outputs back as views."""
 
@@ -143,11 +147,24 @@ class TorchScriptInstance:
         except ModelportError as exc:
             return Execution.whole_call([exc] * len(requests), start)
         except Exception as exc:  # torch raises RuntimeError and its own exception types
-            failure = InternalError(f"PyTorch execute failure: {exc}")
-            return Execution.whole_call([failure] * len(requests), start)
+            return Execution.whole_call([self._failure(exc, requests)] * len(requests), start)
         results = split_outputs(self._name, requests, outputs)
         timing = ExecutionTiming(gathered - start, ran - gathered, time.perf_counter_ns() - ran)
         return Execution(results, timing)
+
+    def _failure(self, exc: Exception, requests: Sequence[InferRequest]) -> InternalError:
+        """The batch's error; out of device memory frees the cache so that the next batch may fit."""
+        if self._device.type == "cuda" and isinstance(exc, self._torch.cuda.OutOfMemoryError):
+            self._torch.cuda.empty_cache()
+            rows = sum(r.batch_size for r in requests)
+            return InternalError(
+                f"PyTorch execute failure: out of memory on {self._device} running a batch of {rows} rows "
+                f"of model '{self._name}'; the batch failed, the model keeps serving (smaller batches or "
+                f"fewer instances per GPU need less)"
+            )
+        if self._device.type == "cuda" and "CUDA error" in str(exc):
+            return InternalError(f"PyTorch execute failure on {self._device}: {str(exc).splitlines()[0]}")
+        return InternalError(f"PyTorch execute failure: {exc}")
 
     def close(self) -> None:
         del self._module
@@ -159,7 +176,11 @@ class TorchScriptInstance:
         if not array.flags.writeable or not array.flags.c_contiguous:
             array = np.array(array)  # torch.from_numpy shares memory and wants a writable, contiguous array
         tensor = self._torch.from_numpy(array)
-        return tensor if self._device.type == "cpu" else tensor.to(self._device, non_blocking=True)
+        if self._device.type == "cpu":
+            return tensor
+        if array.nbytes >= _PIN_FROM_BYTES:  # a pinned copy makes the transfer a direct DMA
+            tensor = tensor.pin_memory()
+        return tensor.to(self._device, non_blocking=True)
 
     def _outputs(self, produced: Any) -> dict[str, np.ndarray]:
         torch = self._torch

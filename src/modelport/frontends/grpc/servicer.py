@@ -59,6 +59,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
 
     @unary_errors
     async def ModelMetadata(self, request: Any, context: Any) -> Any:
+        await self._server.make_resident(request.name, grpc_v2.model_version(request.version))
         meta = self._server.model_metadata(request.name, grpc_v2.model_version(request.version))
         tensor = pb.ModelMetadataResponse.TensorMetadata
         return pb.ModelMetadataResponse(
@@ -73,6 +74,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
 
     @unary_errors
     async def ModelConfig(self, request: Any, context: Any) -> Any:
+        await self._server.make_resident(request.name, grpc_v2.model_version(request.version))
         config = self._server.model_config(request.name, grpc_v2.model_version(request.version))
         return pb.ModelConfigResponse(config=config)
 
@@ -148,12 +150,17 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
 
     @unary_errors
     async def CudaSharedMemoryStatus(self, request: Any, context: Any) -> Any:
-        self._server.shared_memory.cuda_status(request.name)  # always empty; raises for a named region
-        return pb.CudaSharedMemoryStatusResponse()
+        response = pb.CudaSharedMemoryStatusResponse()
+        for region in self._server.shared_memory.cuda_status(request.name):
+            entry = response.regions[region.name]
+            entry.name, entry.device_id, entry.byte_size = region.name, region.device_id, region.byte_size
+        return response
 
     @unary_errors
     async def CudaSharedMemoryRegister(self, request: Any, context: Any) -> Any:
-        self._server.shared_memory.register_cuda(request.name, request.device_id, request.byte_size)
+        self._server.shared_memory.register_cuda(
+            request.name, request.raw_handle, request.device_id, request.byte_size
+        )
         return pb.CudaSharedMemoryRegisterResponse()
 
     @unary_errors

@@ -60,7 +60,7 @@ class GenerateEndpoint:
         found = {k: v.decode("latin-1") for k, v in scope["headers"] if k in _WANTED_HEADERS}
         limit = server.settings.http_max_input_size
         body = await receive_body(receive, found.get(b"content-length"), limit)
-        with server.acquire(params["model"], version) as handle:
+        with await server.acquire_loaded(params["model"], version) as handle:
             if found.get(b"content-encoding", "identity").strip().lower() not in ("", "identity"):
                 raise InvalidInput("Unsupported content-encoding, only 'identity' is supported.")
             decode = partial(generate.decode_request, body, handle.spec, version, limit)

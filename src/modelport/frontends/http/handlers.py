@@ -45,6 +45,7 @@ async def server_metadata(request: Request) -> Response:
 
 
 async def model_metadata(request: Request) -> Response:
+    await _server(request).make_resident(*_model(request))
     return json_response(_server(request).model_metadata(*_model(request)))
 
 
@@ -55,6 +56,7 @@ async def model_ready(request: Request) -> Response:
 
 
 async def model_config(request: Request) -> Response:
+    await _server(request).make_resident(*_model(request))
     return json_response(_server(request).model_config_json(*_model(request)))
 
 
@@ -172,8 +174,19 @@ async def cuda_shm_status(request: Request) -> Response:
 
 async def cuda_shm_register(request: Request) -> Response:
     doc = parse_json_object(await read_body(request, 1 << 20))
-    device_id, byte_size = doc.get("device_id", 0), doc.get("byte_size", 0)
-    _server(request).shared_memory.register_cuda(request.path_params["region"], device_id, byte_size)
+    device_id, byte_size, handle = doc.get("device_id", 0), doc.get("byte_size"), doc.get("raw_handle")
+    encoded = handle.get("b64") if isinstance(handle, dict) else None
+    if not isinstance(encoded, str) or not _is_count(device_id) or not _is_count(byte_size):
+        raise InvalidInput(
+            "cuda shared memory register request must have 'raw_handle' as {\"b64\": <base64 string>} and "
+            "non-negative integer 'device_id' and 'byte_size'"
+        )
+    try:
+        raw_handle = base64.b64decode(encoded, validate=True)
+    except binascii.Error:
+        raise InvalidInput("cuda shared memory register request: 'raw_handle.b64' is not base64") from None
+    region = request.path_params["region"]
+    _server(request).shared_memory.register_cuda(region, raw_handle, device_id, byte_size)
     return Response(status_code=200)
 
 

@@ -89,7 +89,7 @@ class InferEndpoint:
         header_length = parse_header_length(found.get("inference-header-content-length"))
         # Resolved once, before the body is looked at (an unknown model is 404): the request is
         # decoded against the same version that runs it.
-        with server.acquire(name, version) as handle:
+        with await server.acquire_loaded(name, version) as handle:
             regions = server.shared_memory.for_request()
             decode = partial(_decode, body, header_length, handle.spec, version, regions)
             # A large body is decoded on a worker thread: health and other requests go on meanwhile.
