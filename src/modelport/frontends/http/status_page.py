@@ -31,7 +31,7 @@ class _PageFile:
     """One file of the page, read from the package once, when the app is built."""
 
     def __init__(self, name: str) -> None:
-        self._body = resources.files(__package__).joinpath("ui", name).read_bytes()
+        self._body = resources.files(__package__).joinpath("ui").joinpath(name).read_bytes()
         self._media_type = _FILES[name]
 
     async def respond(self, request: Request) -> Response:

@@ -236,12 +236,15 @@ const W = 320, H = 110, PAD = 26;
 function lineChart(title, series, end, kind) {
   const top = Math.max(0, ...series.flatMap((s) => s.points.map((p) => p[1])));
   const scale = top > 0 ? niceCeiling(top) : 1;
-  const x = (t) => PAD + ((t - (end - KEEP_NS)) / KEEP_NS) * (W - PAD - 4);
+  // The axis spans what the page has seen, up to the last 5 minutes.
+  const first = Math.min(end, ...series.flatMap((s) => s.points.map((p) => p[0])));
+  const span = Math.max(end - Math.max(first, end - KEEP_NS), 1);
+  const x = (t) => PAD + ((t - (end - span)) / span) * (W - PAD - 4);
   const y = (v) => H - 14 - (v / scale) * (H - 24);
   const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title });
   chart.append(svg("line", { x1: PAD, y1: H - 14, x2: W - 4, y2: H - 14, stroke: "#d0d5dd" }));
   chart.append(svg("text", { x: 2, y: 12 }, fixed(scale)), svg("text", { x: 2, y: H - 14 }, "0"),
-    svg("text", { x: PAD, y: H - 2 }, "−5 min"), svg("text", { x: W - 28, y: H - 2 }, "now"));
+    svg("text", { x: PAD, y: H - 2 }, `−${ago(span)}`), svg("text", { x: W - 28, y: H - 2 }, "now"));
   const legend = el("div", { class: "legend" });
   for (const s of series) {
     const color = COLORS[s.name] || "#475467";
@@ -278,6 +281,11 @@ function batchChart(history) {
     "data-sizes": sizes.join(",") },
   el("h3", {}, "executions by batch size"), chart,
   el("div", { class: "legend" }, `${executions} executions in the window`));
+}
+
+function ago(ns) {
+  const seconds = Math.round(ns / 1e9);
+  return seconds >= 60 ? `${Math.floor(seconds / 60)} min ${seconds % 60} s` : `${seconds} s`;
 }
 
 function niceCeiling(value) {
