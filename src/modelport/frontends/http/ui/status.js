@@ -295,6 +295,7 @@ function niceCeiling(value) {
 
 function fixed(value) {
   if (value === null || value === undefined || !Number.isFinite(value)) return "";
+  if (value === 0) return "0";
   return value >= 100 ? value.toFixed(0) : value >= 1 ? value.toFixed(1) : value.toFixed(3);
 }
 
