@@ -78,7 +78,7 @@ def main() -> None:
             varying.start()
             try:
                 time.sleep(0.5)
-                screenshot(f"{server.base_url}/ui", args.output, budget_ms=90_000, size=(1280, 1500))
+                screenshot(f"{server.base_url}/ui", args.output, budget_ms=90_000, size=(1280, 1080))
             finally:
                 stop.set()
                 for thread in (*lanes, varying):
