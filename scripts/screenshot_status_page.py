@@ -49,7 +49,9 @@ def _send(url: str, stop: threading.Event, lane: int, active: list[int]) -> None
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "status-page.png")
     args = parser.parse_args()
     if chromium() is None:
@@ -62,7 +64,8 @@ def main() -> None:
         write_broken_config(repo)
         metrics = ["--allow-metrics=true", f"--metrics-port={free_port()}", f"--metrics-address={HOST}"]
         with running_server(repo, Path(tmp) / "server.log", ["--exit-on-error=false", *metrics]) as server:
-            httpx.post(f"{server.base_url}/v2/models/add_versions/traffic", json={"weights": {"1": 90, "2": 10}})
+            split = {"weights": {"1": 90, "2": 10}}
+            httpx.post(f"{server.base_url}/v2/models/add_versions/traffic", json=split).raise_for_status()
             stop, active = threading.Event(), [1]
             lanes = [threading.Thread(target=_send, args=(server.url, stop, i, active)) for i in range(6)]
             for lane in lanes:
