@@ -52,7 +52,7 @@ test: models test-tools ## build the example models (cached), fetch the tests' t
 
 # Debian packages that tests need, as command=package: installed when missing if this is root with apt-get;
 # otherwise the tests that need them skip. Nothing is installed from inside pytest.
-TEST_DEBIAN_TOOLS := promtool=prometheus prometheus=prometheus curl=curl
+TEST_DEBIAN_TOOLS := promtool=prometheus prometheus=prometheus curl=curl chromium=chromium
 CONTAINER_DEBIAN_TOOLS := podman=podman buildah=buildah runc=runc debootstrap=debootstrap catatonit=catatonit
 
 # $(call debian_tools,<command=package ...>,<what cannot run without them>): quiet when nothing is missing.
@@ -72,8 +72,8 @@ fi
 endef
 
 .PHONY: test-tools
-test-tools: $(VENV)/.installed ## install what tests need: Debian's prometheus and curl (root), helm and hadolint (.cache/)
-	@$(call debian_tools,$(TEST_DEBIAN_TOOLS),the Prometheus and README tour tests will skip)
+test-tools: $(VENV)/.installed ## install what tests need: Debian's prometheus, curl and chromium (root), helm and hadolint (.cache/)
+	@$(call debian_tools,$(TEST_DEBIAN_TOOLS),the Prometheus and README tour and status-page browser tests will skip)
 	@$(PY) tests/deploy/deploy_tools.py
 
 .PHONY: container-tools
