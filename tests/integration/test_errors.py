@@ -68,7 +68,7 @@ class TestModelLookup:
         assert response.status_code == 404
 
     def test_unknown_path(self, raw: httpx.Client) -> None:
-        for path in ("/v2/nope", "/v3", "/v2/models/add_sub/bogus", "/"):
+        for path in ("/v2/nope", "/v3", "/v2/models/add_sub/bogus", "/ui/nope"):
             response = raw.get(path)
             assert response.status_code == 404, path
             assert response.json() == {"error": "Not Found"}

@@ -53,7 +53,7 @@ def test_environment_alone_gives_typed_values(tmp_path: Path) -> None:
         "MODELPORT_BACKEND_CONFIG": "onnxruntime,default-max-batch-size=8;python,shm-default-byte-size=1024",
     }  # fmt: skip
     args, _ = parse_args(["serve"], env)
-    assert args.model_repository == [tmp_path, tmp_path / "b"]
+    assert args.model_repository == [str(tmp_path), str(tmp_path / "b")]  # folders or s3:// gs:// as:// URLs
     assert (args.http_port, args.repository_poll_secs, args.allow_grpc) == (9100, 2.5, False)
     assert args.disable_auto_complete_config is True and args.model_control_mode == "poll"
     assert args.backend_config == [
@@ -66,10 +66,10 @@ def test_the_command_line_wins(tmp_path: Path) -> None:
            "MODELPORT_ALLOW_HTTP": "false", "MODELPORT_LOAD_MODEL": "x;y"}  # fmt: skip
     args, _ = parse_args(["serve", "--model-store", str(tmp_path), "--http-port=9200", "--allow-http",
                           "--load-model", "z"], env)  # fmt: skip
-    assert args.model_repository == [tmp_path] and args.load_model == ["z"]  # replaced, not extended
+    assert args.model_repository == [str(tmp_path)] and args.load_model == ["z"]  # replaced, not extended
     assert args.http_port == 9200 and args.allow_http is True
     args, _ = parse_args(["tritonserver", "--http-port", "9300"], env)
-    assert args.model_repository == [Path("/env/a"), Path("/env/b")] and args.load_model == ["x", "y"]
+    assert args.model_repository == ["/env/a", "/env/b"] and args.load_model == ["x", "y"]
 
 
 def test_without_the_environment_nothing_changes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,6 +14,7 @@ from modelport import __version__
 from modelport.cli.env_flags import EnvironmentDefaults, describe_environment
 from modelport.cli.env_flags import HelpFormatter as EnvHelpFormatter
 from modelport.cli.gpu_flags import add_gpu_metric_flags, gpu_metric_settings
+from modelport.cli.repository_flags import add_repository_flags, repository_roots
 from modelport.cli.triton_flags import DEST as IGNORED_DEST
 from modelport.config.settings import RESTRICTED_CATEGORIES, ServerSettings
 from modelport.observability.logging import configure_logging
@@ -48,8 +49,7 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     # whose arguments start with `tritonserver`, as Triton's images do.
     serve = commands.add_parser("serve", aliases=["tritonserver"], help="serve a model repository",
                                 formatter_class=EnvHelpFormatter)
-    serve.add_argument("--model-repository", "--model-store", action="append", required=True, type=Path,
-                       help="model repository folder (repeatable)")
+    add_repository_flags(serve)
     serve.add_argument("--model-control-mode", choices=["none", "poll", "explicit"], default="none")
     serve.add_argument("--load-model", action="append", default=[], help="model to load in explicit mode")
     _flag(serve, "--load-on-demand", False,
@@ -252,9 +252,7 @@ def _restriction_settings(args: argparse.Namespace) -> dict[str, object]:
 def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     if args.load_model and args.model_control_mode != "explicit":
         raise SystemExit("Use of '--load-model' requires setting '--model-control-mode=explicit' as well.")
-    for repo in args.model_repository:
-        if not repo.is_dir():
-            raise SystemExit(f"--model-repository '{repo}' is not a folder")
+    roots, remotes = repository_roots(args)
     any_port = (args.allow_http and args.http_port == 0) or (args.allow_grpc and args.grpc_port == 0)
     if args.frontend_workers and any_port:
         raise SystemExit("--frontend-workers needs fixed ports: the workers share them (0 picks one each)")
@@ -268,7 +266,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         )
         auto_complete = auto_complete and not args.strict_model_config
     return ServerSettings(
-        model_repositories=tuple(p.resolve() for p in args.model_repository),
+        model_repositories=roots,
+        remote_repositories=remotes,
         model_control_mode=args.model_control_mode,
         load_models=tuple(args.load_model),
         repository_poll_secs=args.repository_poll_secs,

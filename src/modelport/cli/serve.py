@@ -266,7 +266,7 @@ def _options_table(settings: ServerSettings) -> str:
     rows = [
         ["server_id", settings.server_id],
         ["server_version", __version__],
-        ["model_repository_path", ", ".join(str(p) for p in settings.model_repositories)],
+        ["model_repository_path", ", ".join(_shown_roots(settings))],
         ["model_control_mode", settings.model_control_mode],
         ["strict_readiness", str(settings.strict_readiness).lower()],
         ["auto_complete_config", str(settings.auto_complete_config).lower()],
@@ -284,3 +284,9 @@ def _options_table(settings: ServerSettings) -> str:
         ["model_memory_budget", str(settings.model_memory_budget or "-")],
     ]
     return render_table(["Option", "Value"], rows)
+
+
+def _shown_roots(settings: ServerSettings) -> list[str]:
+    """Each root as the operator gave it: a remote one by its URL, not its mirror folder."""
+    urls = {remote.cache_root: remote.location.url for remote in settings.remote_repositories}
+    return [urls.get(root, str(root)) for root in settings.model_repositories]

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modelport.config.repository_url import RemoteRepository
+
 DEFAULT_MAX_BATCH_SIZE = 4
 GRPC_MAX_MESSAGE_SIZE = 2**31 - 1
 # Triton's restricted API categories (--http-restricted-api, --grpc-restricted-protocol), in its order.
@@ -51,7 +53,8 @@ class TraceConfig:
 class ServerSettings:
     """Server options; field names follow tritonserver's flags."""
 
-    model_repositories: tuple[Path, ...] = ()
+    model_repositories: tuple[Path, ...] = ()  # local roots; a remote root appears as its mirror folder
+    remote_repositories: tuple[RemoteRepository, ...] = ()  # s3:// gs:// as:// roots and their mirrors
     model_control_mode: str = "none"  # none | poll | explicit
     load_models: tuple[str, ...] = ()
     repository_poll_secs: float = 15.0

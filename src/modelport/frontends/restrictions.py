@@ -22,6 +22,11 @@ MODEL_REPOSITORY = "model-repository"
 STATISTICS = "statistics"
 TRACE = "trace"
 LOGGING = "logging"
+# modelport's status page: the page itself holds no data and is never restricted (it asks for the key);
+# its JSON shows statistics, the repository index and model configuration, so it needs all three.
+STATUS_PAGE = "status-page"
+STATUS_DATA = "status-data"
+STATUS_DATA_CATEGORIES = (STATISTICS, MODEL_REPOSITORY, MODEL_CONFIG)
 
 # GRPCInferenceService RPC -> category, as tritonserver registers its handlers.
 GRPC_CATEGORIES: dict[str, str] = {
@@ -76,6 +81,38 @@ class HeaderCheck:
                 raw = value if isinstance(value, bytes) else str(value).encode("utf-8", "surrogateescape")
                 return hmac.compare_digest(raw, self._value)
         return False
+
+
+class AllHeaderChecks:
+    """Several restrictions on one route: a request needs every one's header."""
+
+    __slots__ = ("_checks", "http_message")
+
+    def __init__(self, checks: Iterable[HeaderCheck]) -> None:
+        self._checks = tuple(checks)
+        names = list(dict.fromkeys(check.header for check in self._checks))
+        quoted = " and ".join(f"'{name}'" for name in names)
+        plural = "s" if len(names) > 1 else ""
+        self.http_message = f"This API is restricted, expecting header{plural} {quoted}"
+
+    def allows_http(self, headers: Iterable[tuple[bytes, bytes]]) -> bool:
+        listed = list(headers)
+        return all(check.allows_http(listed) for check in self._checks)
+
+
+HttpCheck = HeaderCheck | AllHeaderChecks
+
+
+def route_check(category: str, checks: Mapping[str, HeaderCheck]) -> HttpCheck | None:
+    """The check of a route of `category` (None: open); the status data needs each of its categories'."""
+    if category != STATUS_DATA:
+        return checks.get(category)
+    # One flag often restricts several categories with one header: ask for it once.
+    found = (checks[k] for k in STATUS_DATA_CATEGORIES if k in checks)
+    needed = list({(c._name, c._value): c for c in found}.values())
+    if not needed:
+        return None
+    return needed[0] if len(needed) == 1 else AllHeaderChecks(needed)
 
 
 def header_checks(restrictions: Mapping[str, Restriction]) -> dict[str, HeaderCheck]:

@@ -29,6 +29,7 @@ from modelport.repository import ensemble_graph, overrides
 from modelport.repository.builder import ServedModelBuilder
 from modelport.repository.configure import ConfiguredModel, configure_model
 from modelport.repository.fingerprint import fingerprint_folder
+from modelport.repository.mirror import RemoteRepositories
 from modelport.repository.overrides import poll_failed
 from modelport.repository.records import ModelRecord, ModelTable, retire
 from modelport.repository.residency import Residency, folder_bytes
@@ -69,6 +70,7 @@ class ModelRepositoryManager:
         self._locks: dict[str, asyncio.Lock] = {}  # one per model name: its loads and unloads take turns
         self._load_slots: asyncio.Semaphore | None = None
         self._drain_timeout_s = settings.exit_timeout_secs if drain_timeout_s is None else drain_timeout_s
+        self.remotes = RemoteRepositories(settings.remote_repositories)  # s3:// gs:// as:// roots' mirrors
         self.residency = Residency(self.models, settings.model_memory_budget)
 
     @property
@@ -79,13 +81,18 @@ class ModelRepositoryManager:
     async def start(self) -> None:
         """Scan the repositories and load what the control mode says to load."""
         settings = self._settings
+        await self.sync_remotes()
         folders = await asyncio.to_thread(
             scan_repositories, settings.model_repositories, settings.model_config_name
         )
         for folder in folders.values():
             self.models.add(ModelRecord(folder))
         names = self._startup_models(list(folders))
-        await asyncio.gather(*(self._load_quietly(name) for name in names))
+        await asyncio.gather(*(self._load_quietly(name, folders[name]) for name in names))
+
+    async def sync_remotes(self) -> dict[Path, str]:
+        """Download what changed in the remote roots; why each unreadable root could not be read."""
+        return await asyncio.to_thread(self.remotes.sync) if self.remotes else {}
 
     def _startup_models(self, names: list[str]) -> list[str]:
         if self._settings.model_control_mode != "explicit" or "*" in self._settings.load_models:
@@ -95,11 +102,13 @@ class ModelRepositoryManager:
             record = self.models.add(ModelRecord(folder))
             record.requested = True
             record.error = f"failed to load '{missing}': not found in any model repository"
+            if self.remotes.reason():
+                record.error += f" ({self.remotes.reason()})"
         return [n for n in self._settings.load_models if n in names]
 
-    async def _load_quietly(self, name: str) -> None:
+    async def _load_quietly(self, name: str, folder: ModelFolder) -> None:
         try:
-            await self.load(name)
+            await self.load(name, folder=folder)
         except ModelportError as exc:
             log.debug("startup load of '%s' failed: %s", name, exc.message)
 
@@ -143,9 +152,11 @@ class ModelRepositoryManager:
         folder: ModelFolder | None,
         demand: bool = False,
     ) -> None:
+        if folder is None:
+            await self.sync_remotes()  # an explicit load sees the bucket as it is now
         on_disk = folder if folder is not None else await asyncio.to_thread(self.find_folder, name)
         if on_disk is None and not files:
-            raise poll_failed(name)
+            raise poll_failed(name, self.remotes.reason())
         workdir: Path | None = None
         source = on_disk
         if files:  # written before the model is known, so a refused override leaves no trace

@@ -2,7 +2,8 @@
 
 A change is applied once it has held still for one poll interval (the fingerprint seen now equals
 the one seen at the previous scan), so a version folder that is still being copied is not loaded
-half-written. New and changed models are (re)loaded through the manager, which swaps versions
+half-written (a remote root is synced into its local mirror first, so the same holds for a bucket
+whose upload is in progress). New and changed models are (re)loaded through the manager, which swaps versions
 without dropping requests; models whose folder is gone are unloaded.
 """
 
@@ -12,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from modelport.errors import ModelportError
 from modelport.repository.fingerprint import ModelFingerprint, fingerprint_folder
@@ -50,7 +52,8 @@ class RepositoryPoller:
         self._stopping = asyncio.Event()
 
     async def prime(self) -> None:
-        """Take the state on disk now as applied (call right after the manager's startup load)."""
+        """Take the state on disk now as applied (before the manager's startup load, which it will see)."""
+        await self._manager.sync_remotes()
         _, snapshot = await asyncio.to_thread(self._scan)
         self._applied = dict(snapshot)
         self._previous = dict(snapshot)
@@ -79,6 +82,7 @@ class RepositoryPoller:
                 log.exception("repository poll failed")
 
     async def poll_once(self) -> PollPlan:
+        self._note_unreadable(await self._manager.sync_remotes())
         folders, current = await asyncio.to_thread(self._scan)
         plan = plan_changes(self._applied, self._previous, current)
         self._previous = current
@@ -96,6 +100,13 @@ class RepositoryPoller:
             except ModelportError as exc:
                 log.error("poll: %s", exc.message)
         return plan
+
+    def _note_unreadable(self, errors: Mapping[Path, str]) -> None:
+        """Models of a root that could not be read: loaded ones keep serving, the others show why."""
+        for record in self._manager.models:
+            reason = errors.get(record.folder.path.parent)
+            if reason and not record.serving():
+                record.error = f"model repository could not be read: {reason}"
 
     def _scan(self) -> tuple[dict[str, ModelFolder], Snapshot]:
         settings = self._manager.settings

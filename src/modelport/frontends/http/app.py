@@ -21,7 +21,8 @@ from modelport.frontends.http import handlers as h
 from modelport.frontends.http.errors import JSON, Headers, error_parts, internal_error_parts
 from modelport.frontends.http.generate_endpoint import GenerateEndpoint
 from modelport.frontends.http.infer_endpoint import InferEndpoint
-from modelport.frontends.restrictions import HeaderCheck, header_checks
+from modelport.frontends.http.status_page import status_page_routes
+from modelport.frontends.restrictions import HeaderCheck, HttpCheck, header_checks, route_check
 
 log = logging.getLogger(__name__)
 
@@ -142,9 +143,9 @@ class _RouteChecks:
     """The header check of each route in the table (None where its category is open)."""
 
     def __init__(self, table: Table, checks: dict[str, HeaderCheck]) -> None:
-        self._routes = [(route, checks.get(category)) for category, route in table]
+        self._routes = [(route, route_check(category, checks)) for category, route in table]
 
-    def check_for(self, scope: Scope) -> HeaderCheck | None:
+    def check_for(self, scope: Scope) -> HttpCheck | None:
         # The first route whose path matches decides, whatever the method: Triton refuses a restricted
         # API before it looks at the method.
         for route, check in self._routes:
@@ -182,7 +183,7 @@ class HttpApp:
             await self.app(scope, receive, send)
             return
         fast: Route | None = None
-        check: HeaderCheck | None = None
+        check: HttpCheck | None = None
         if scope["method"] == "POST" and scope["path"].endswith("/infer"):
             fast, check, child_scope = self._infer_route(scope)
         if fast is None and self._route_checks is not None:
@@ -229,7 +230,7 @@ def infer_path_params(path: str) -> dict[str, Any] | None:
 def create_http_app(server: InferenceServer) -> HttpApp:
     """The HTTP/REST app serving `server`, with its restricted APIs from the settings."""
     fast_table = infer_routes(InferEndpoint(server))
-    table = [*ROUTES, *generate_routes(server), *fast_table]
+    table = [*ROUTES, *generate_routes(server), *fast_table, *status_page_routes()]
     app = Starlette(
         routes=[route for _, route in table],
         exception_handlers={
