@@ -75,6 +75,19 @@ def test_choose_best_is_the_fastest_within_the_budget_or_none() -> None:
     assert choose_best([fast_but_slow_tail, steady], 1.0) is None
 
 
+def test_the_models_own_configuration_is_kept_unless_clearly_beaten() -> None:
+    own = Trial(Knobs(1, 2), (Level(16, 1000, 5, 8),))
+    slightly_faster = Trial(Knobs(2, 1), (Level(16, 1080, 5, 8),))
+    clearly_faster = Trial(Knobs(4, 1), (Level(16, 1150, 5, 8),))
+    assert choose_best([own, slightly_faster], None, own=own.knobs) is own
+    assert choose_best([own, slightly_faster], None, own=own.knobs, keep_own_gain=0.05) is slightly_faster
+    assert choose_best([own, slightly_faster, clearly_faster], None, own=own.knobs) is clearly_faster
+    # Over the budget, the own configuration is no choice at all: the best within it wins however small.
+    own_too_slow = Trial(Knobs(1, 2), (Level(16, 1000, 5, 80),))
+    assert choose_best([own_too_slow, slightly_faster], 10.0, own=own.knobs) is slightly_faster
+    assert choose_best([own_too_slow], 10.0, own=own.knobs) is None
+
+
 def test_batching_candidates_walk_away_from_the_current_value_nearest_first() -> None:
     space = batching_space()
     up, down = batching_candidates(space, Knobs(2, 4, 8, (8,), 0), "max_batch_size")

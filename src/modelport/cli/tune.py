@@ -62,6 +62,13 @@ def add_tune_parser(commands: Any) -> None:
         help="unmeasured seconds before each level (default 0.5)",
     )
     tune.add_argument(
+        "--keep-own-gain",
+        type=_non_negative,
+        default=10.0,
+        metavar="PERCENT",
+        help="keep the model's own configuration unless another is this much faster (default 10)",
+    )
+    tune.add_argument(
         "--write",
         action="store_true",
         help="save the chosen configuration as <model>/configs/tuned.pbtxt and the plot beside it",
@@ -93,6 +100,7 @@ def run_tune(args: argparse.Namespace) -> int:
         args.max_minutes,
         args.trial_seconds,
         args.warmup_seconds,
+        keep_own_gain=args.keep_own_gain / 100.0,
     )
     bar = ProgressBar(sys.stderr, len(options.concurrency) * (options.trial_seconds + options.warmup_seconds))
     try:
@@ -122,6 +130,11 @@ def _print(outcome: TuneOutcome, options: TuneOptions) -> None:
     stopped = " (time limit reached; the search stopped early)" if outcome.stopped_early else ""
     print(f"{len(outcome.trials)} configurations tried in {outcome.elapsed_s:.0f} s{stopped}")
     print(verdict(outcome.trials, outcome.best, options.budget_ms))
+    if outcome.kept_own and len(outcome.trials) > 1:
+        print(
+            f"the model's own configuration is kept: no other beat it by more than "
+            f"{options.keep_own_gain:.0%} (--keep-own-gain)"
+        )
 
 
 def _save(outcome: TuneOutcome, options: TuneOptions, folder: Path, args: argparse.Namespace) -> int:

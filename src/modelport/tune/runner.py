@@ -22,7 +22,15 @@ from modelport.errors import ModelportError, ModelUnavailable, Unsupported
 from modelport.protocol import ModelConfigProto
 from modelport.tune.configs import THREADS_PARAMETER, as_json, ensemble_batch_floor, read_base, with_knobs
 from modelport.tune.load import measure_level, request_factory
-from modelport.tune.search import Knobs, SearchPlan, Space, Trial, build_space, choose_best
+from modelport.tune.search import (
+    KEEP_OWN_GAIN,
+    Knobs,
+    SearchPlan,
+    Space,
+    Trial,
+    build_space,
+    choose_best,
+)
 
 THREADED_BACKENDS = frozenset({"onnxruntime"})  # backends whose config takes intra_op_thread_count
 INSTANCES_ONLY_BACKENDS = frozenset({"python"})  # Python models: only the instance count is tuned
@@ -41,6 +49,7 @@ class TuneOptions:
     trial_seconds: float = 2.0
     warmup_seconds: float = 0.5
     cpus: int = 0  # 0: the CPUs this process may use
+    keep_own_gain: float = KEEP_OWN_GAIN  # another config must beat the model's own by this fraction
 
 
 @dataclass(slots=True)
@@ -53,6 +62,7 @@ class TuneOutcome:
     base_config: ModelConfigProto
     thread_knob: bool
     stopped_early: bool = False  # the time limit ended the search
+    kept_own: bool = False  # the choice is the model's own configuration
     elapsed_s: float = 0.0
     errors: list[str] = field(default_factory=list)
 
@@ -130,7 +140,8 @@ async def _search(
         longest = max(longest, time.monotonic() - began)
         if progress is not None:
             progress(plan, max(0.0, ends - time.monotonic()))
-    outcome.best = choose_best(plan.trials, options.budget_ms)
+    outcome.best = choose_best(plan.trials, options.budget_ms, own, options.keep_own_gain)
+    outcome.kept_own = outcome.best is not None and outcome.best.knobs == own
     return outcome
 
 

@@ -19,6 +19,9 @@ from dataclasses import dataclass, field, replace
 MIN_GAIN = 0.03
 QUEUE_DELAYS_US = (0, 100, 500, 2000)
 CONFIRM_TOP = 3  # how many of the best configurations get a second round
+# The model's own configuration is kept unless another beats it by this fraction: in-process gains
+# smaller than this do not survive the trip through a frontend on a shared machine.
+KEEP_OWN_GAIN = 0.10
 _MAX_BATCH_CAP = 64
 
 
@@ -152,14 +155,27 @@ def score(trial: Trial, budget_ms: float | None) -> tuple[float, int] | None:
     return best
 
 
-def choose_best(trials: Iterable[Trial], budget_ms: float | None) -> Trial | None:
-    """The trial with the highest score under the budget (the earliest among equals); None: none meets it."""
+def choose_best(
+    trials: Iterable[Trial],
+    budget_ms: float | None,
+    own: Knobs | None = None,
+    keep_own_gain: float = KEEP_OWN_GAIN,
+) -> Trial | None:
+    """The trial with the highest score under the budget (the earliest among equals); None: none meets it.
+
+    When `own` (the model's configuration) meets the budget, it stays the choice unless the best beats
+    it by more than `keep_own_gain`.
+    """
+    measured = list(trials)
     best: Trial | None = None
     best_score: tuple[float, int] | None = None
-    for trial in trials:
+    for trial in measured:
         found = score(trial, budget_ms)
         if found is not None and (best_score is None or found[0] > best_score[0]):
             best, best_score = trial, found
+    mine = next((trial for trial in measured if trial.knobs == own), None)
+    if mine is not None and not improves(best_score, score(mine, budget_ms), keep_own_gain):
+        return mine if score(mine, budget_ms) is not None else best
     return best
 
 
