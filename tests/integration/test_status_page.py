@@ -129,6 +129,12 @@ class TestPageFiles:
         assert urls == {"http://www.w3.org/2000/svg"}
         assert 'fetch("ui/status.json"' in script.text and not re.search(r"""fetch\(["'`]/""", script.text)
 
+    def test_trailing_slash_redirects_relative_so_a_path_prefix_survives(self, raw: httpx.Client) -> None:
+        response = raw.get("/ui/", follow_redirects=False)
+        assert response.status_code == 308 and response.headers["location"] == "../ui"
+        # Behind an Ingress that strips /models, the browser resolves it against /models/ui/.
+        assert str(httpx.URL("http://host/models/ui/").join(response.headers["location"])) == "http://host/models/ui"
+
 
 # ------------------------------------------------------------------ the page in a real browser
 class _Elements(HTMLParser):

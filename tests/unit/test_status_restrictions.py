@@ -11,7 +11,7 @@ def test_the_page_is_never_restricted_but_its_data_is() -> None:
     checks = r.header_checks({category: Restriction("k", "v") for category in RESTRICTED_CATEGORIES})
     by_path = {route.path: r.route_check(category, checks) for category, route in status_page_routes()}
     assert [path for path, check in by_path.items() if check is None] == [
-        "/", "/ui", "/ui/status.js", "/ui/status.css"
+        "/", "/ui", "/ui/", "/ui/status.js", "/ui/status.css"
     ]  # fmt: skip
     data = by_path["/ui/status.json"]
     assert data is not None and data.http_message == "This API is restricted, expecting header 'k'"

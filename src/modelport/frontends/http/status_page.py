@@ -46,12 +46,18 @@ async def status_json(request: Request) -> Response:
     return Response(body, media_type="application/json", headers=_NO_STORE)
 
 
+async def _to_page(request: Request) -> Response:
+    """`/ui/` -> `/ui` by a relative Location, so a path prefix an Ingress strips survives the redirect."""
+    return Response(status_code=308, headers={"location": "../ui"})
+
+
 def status_page_routes() -> list[tuple[str, Route]]:
     """The page's routes with their restricted-API categories (see frontends/restrictions.py)."""
     page = _PageFile("index.html")
     return [
         (r.STATUS_PAGE, Route("/", page.respond, methods=["GET"])),
         (r.STATUS_PAGE, Route("/ui", page.respond, methods=["GET"])),
+        (r.STATUS_PAGE, Route("/ui/", _to_page, methods=["GET"])),
         (r.STATUS_PAGE, Route("/ui/status.js", _PageFile("status.js").respond, methods=["GET"])),
         (r.STATUS_PAGE, Route("/ui/status.css", _PageFile("status.css").respond, methods=["GET"])),
         (r.STATUS_DATA, Route("/ui/status.json", status_json, methods=["GET"])),
