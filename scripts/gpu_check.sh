@@ -7,11 +7,18 @@
 #   scripts/gpu_check.sh [OUT_DIR]      # default benchmarks/results/gpu
 #
 # PYTHON picks the interpreter (default: .venv/bin/python when present, else python3).
+# On a machine that reaches no registry: WHEELHOUSE=<folder made by scripts/gpu_wheelhouse.sh> installs
+# those wheels offline and runs modelport from src/ (no install of modelport itself).
+# GPU_CHECK_ALLOW_SKIP=1 reports skipped GPU tests without failing (e.g. an onnxruntime without CUDA).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 OUT=${1:-benchmarks/results/gpu}
 mkdir -p "$OUT"
+if [ -n "${WHEELHOUSE:-}" ]; then
+    "$PYTHON" -m pip install --quiet --no-index --no-deps "$WHEELHOUSE"/*.whl
+    export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+fi
 
 echo "== this machine"
 "$PYTHON" - <<'PY'
@@ -34,8 +41,8 @@ set +e
 status=${PIPESTATUS[0]}
 set -e
 if grep -q "SKIPPED" "$OUT/gpu_tests.log"; then
-    echo "gpu_check: some GPU tests skipped (see the reasons above): the GPU path is not verified" >&2
-    status=1
+    echo "gpu_check: some GPU tests skipped (see the reasons above): that part of the GPU path is not verified" >&2
+    [ "${GPU_CHECK_ALLOW_SKIP:-0}" = 1 ] || status=1
 fi
 
 echo "== CPU vs GPU benchmark"
