@@ -124,6 +124,10 @@ def gpu_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = tmp_path_factory.mktemp("gpu_repo")
     write_onnx(repo / "onnx_gpu" / "1" / "model.onnx", classifier_graph(CLASSES))
     (repo / "onnx_gpu" / "config.pbtxt").write_text(f'name: "onnx_gpu"\n{ONNX_GPU_CONFIG}')
+    # The same model on the CPU: CUDA shared memory needs no GPU model (the server copies the region).
+    write_onnx(repo / "onnx_cpu" / "1" / "model.onnx", classifier_graph(CLASSES))
+    cpu_config = ONNX_GPU_CONFIG.replace("kind: KIND_GPU gpus: [ 0 ]", "kind: KIND_CPU")
+    (repo / "onnx_cpu" / "config.pbtxt").write_text(f'name: "onnx_cpu"\n{cpu_config}')
     (repo / "python_gpu" / "1").mkdir(parents=True)
     (repo / "python_gpu" / "1" / "model.py").write_text(textwrap.dedent(PYTHON_GPU_MODEL))
     (repo / "python_gpu" / "config.pbtxt").write_text(f'name: "python_gpu"\n{PYTHON_GPU_CONFIG}')
@@ -288,7 +292,7 @@ class _DeviceRegion:
 def test_cuda_shared_memory_round_trip(gpu_server: ServerProcess, protocol: str) -> None:
     import onnxruntime as ort
 
-    _ready(gpu_server, "onnx_gpu")
+    _ready(gpu_server, "onnx_cpu")
     data = RNG.standard_normal((2, CLASSES)).astype(np.float32)
     expected = ort.InferenceSession(
         classifier_graph(CLASSES).SerializeToString(), providers=["CPUExecutionProvider"]
@@ -310,7 +314,7 @@ def test_cuda_shared_memory_round_trip(gpu_server: ServerProcess, protocol: str)
         infer_input.set_shared_memory(f"in_{protocol}", data.nbytes)
         output = module.InferRequestedOutput("OUTPUT0")
         output.set_shared_memory(f"out_{protocol}", expected.nbytes)
-        client.infer("onnx_gpu", [infer_input], outputs=[output])
+        client.infer("onnx_cpu", [infer_input], outputs=[output])
         np.testing.assert_allclose(
             outputs_region.read(np.float32, [2, CLASSES]), expected, rtol=1e-3, atol=1e-4
         )
