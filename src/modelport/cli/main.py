@@ -57,6 +57,9 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     serve.add_argument("--model-memory-budget", default=None, metavar="<bytes>|<size>|<percent>%",
                        help="explicit mode: memory the loaded models may hold (500000000, 2GiB, 25%%); the "
                             "least recently used idle models are unloaded to make room")
+    serve.add_argument("--model-memory-accounting", choices=["files", "process"], default="files",
+                       help="what the memory budget bounds: files (each model counts as its folder "
+                            "size) or process (the server's resident memory above its baseline; Linux)")
     serve.add_argument("--model-config-name", default=None, metavar="<name>",
                        help="each model reads <model>/configs/<name>.pbtxt when it exists, else config.pbtxt")
     serve.add_argument("--repository-poll-secs", type=float, default=15.0)
@@ -303,14 +306,17 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
 
 
 def _on_demand_settings(args: argparse.Namespace) -> dict[str, object]:
-    from modelport.cli.ondemand_flags import check_on_demand_flags, parse_memory_budget
+    from modelport.cli import ondemand_flags as flags
 
     try:
-        check_on_demand_flags(args.model_control_mode, args.load_on_demand, args.model_memory_budget)
-        budget = None if args.model_memory_budget is None else parse_memory_budget(args.model_memory_budget)
+        text = args.model_memory_budget
+        flags.check_on_demand_flags(args.model_control_mode, args.load_on_demand, text)
+        budget = None if text is None else flags.parse_memory_budget(text)
+        flags.check_memory_accounting(args.model_memory_accounting, budget)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
-    return {"load_on_demand": args.load_on_demand, "model_memory_budget": budget}
+    return {"load_on_demand": args.load_on_demand, "model_memory_budget": budget,
+            "model_memory_accounting": args.model_memory_accounting}  # fmt: skip
 
 
 def _rate_limit_settings(args: argparse.Namespace) -> dict[str, object]:

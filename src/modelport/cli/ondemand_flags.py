@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import re
 
+from modelport.repository.process_memory import PROCESS, readable
+
 _UNITS = {
     "": 1, "b": 1,
     "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
@@ -51,6 +53,19 @@ def check_on_demand_flags(control_mode: str, load_on_demand: bool, budget: str |
     for used, flag in ((load_on_demand, "--load-on-demand"), (budget is not None, "--model-memory-budget")):
         if used and control_mode != "explicit":
             raise ValueError(f"Use of '{flag}' requires setting '--model-control-mode=explicit' as well.")
+
+
+def check_memory_accounting(mode: str, budget: int | None, rss_readable: bool | None = None) -> None:
+    """ValueError when `--model-memory-accounting=process` has no budget to bound or no RSS to read."""
+    if mode != PROCESS:
+        return
+    if budget is None:
+        raise ValueError("'--model-memory-accounting=process' requires '--model-memory-budget' as well.")
+    if not (readable() if rss_readable is None else rss_readable):
+        raise ValueError(
+            "'--model-memory-accounting=process' needs the process's resident memory from "
+            "/proc/self/statm, which this platform does not provide; use '--model-memory-accounting=files'"
+        )
 
 
 def _bad(text: str) -> str:

@@ -282,6 +282,7 @@ def _options_table(settings: ServerSettings) -> str:
         *rate_limit_rows(settings),
         ["load_on_demand", str(settings.load_on_demand).lower()],
         ["model_memory_budget", str(settings.model_memory_budget or "-")],
+        ["model_memory_accounting", settings.model_memory_accounting],
     ]
     return render_table(["Option", "Value"], rows)
 

@@ -74,6 +74,9 @@ class ServerSettings:
     load_on_demand: bool = False
     # --model-memory-budget: bytes the loaded models may hold; LRU idle models are unloaded for room
     model_memory_budget: int | None = None
+    # --model-memory-accounting: "files" (a model counts as its folder size) or "process" (the budget
+    # bounds the process's resident memory above its baseline)
+    model_memory_accounting: str = "files"
     # Processes that own the HTTP and gRPC ports and hand requests to this one (0: serve them here).
     frontend_workers: int = 0
 

@@ -1,6 +1,7 @@
 """modelport's model residency metrics (`--load-on-demand`, `--model-memory-budget`), read at scrape
-time: loads and evictions per model, the load-duration histogram, resident bytes per model and the
-budget."""
+time: loads and evictions per model, the load-duration histogram, resident bytes per model, the
+budget and, with `--model-memory-accounting=process`, the resident-memory baseline the budget counts
+from (the process's own resident memory is prometheus_client's process_resident_memory_bytes)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ class ResidencyFigures(Protocol):
     load_seconds: list[int]  # per bucket of `bounds`, then above the last
     load_seconds_sum: float
 
+    @property
+    def baseline(self) -> int | None:
+        """Process accounting: the RSS the budget is counted from (None in files mode)."""
+
 
 class ResidencyCollector(Collector):
     """Model loads, evictions, load durations and resident bytes."""
@@ -51,7 +56,8 @@ class ResidencyCollector(Collector):
         yield histogram
         resident = GaugeMetricFamily(
             "modelport_model_resident_bytes",
-            "Memory counted for a loaded or loading model (the size of its folder)",
+            "Memory counted for a loaded or loading model (its folder size; with process accounting, "
+            "times its backend's learned factor)",
             labels=("model",),
         )
         for model, size in sorted(figures.bytes.items()):
@@ -60,6 +66,12 @@ class ResidencyCollector(Collector):
         if figures.budget is not None:
             yield GaugeMetricFamily("modelport_model_memory_budget_bytes",
                                     "--model-memory-budget in bytes", value=figures.budget)  # fmt: skip
+        if figures.baseline is not None:
+            yield GaugeMetricFamily(
+                "modelport_process_memory_baseline_bytes",
+                "Process accounting: resident memory before the first model; the budget bounds RSS above it",
+                value=figures.baseline,
+            )
 
     def _buckets(self, counts: Sequence[int]) -> list[tuple[str, float]]:
         buckets: list[tuple[str, float]] = []

@@ -11,7 +11,7 @@ from modelport.backends.registry import BackendRegistry
 from modelport.config import completion, coverage, model_config, validation
 from modelport.config.settings import ServerSettings
 from modelport.config.spec import ModelSpec, build_spec
-from modelport.errors import InvalidInput
+from modelport.errors import InvalidInput, ModelportError
 from modelport.protocol import ModelConfigProto
 from modelport.repository.source import ModelFolder
 
@@ -62,6 +62,18 @@ def configure_model(
     if problems:
         raise InvalidInput("; ".join(problems))
     return ConfiguredModel(spec=spec, labels=_read_labels(folder.path, spec))
+
+
+def backend_of(
+    folder: ModelFolder, settings: ServerSettings, override: ModelConfigProto | None = None
+) -> str:
+    """The backend that would run the model in `folder` ('' when its config cannot be read)."""
+    try:
+        config = _read_config(folder, folder.config_path, settings, override)
+    except (ModelportError, OSError, UnicodeDecodeError):
+        return ""
+    completion.resolve_backend(config, folder.path, list(folder.versions.values()))
+    return str(config.backend or config.platform)
 
 
 def _read_config(

@@ -27,10 +27,11 @@ from modelport.errors import InvalidInput, ModelportError, ModelUnavailable
 from modelport.protocol import ModelConfigProto
 from modelport.repository import ensemble_graph, overrides
 from modelport.repository.builder import ServedModelBuilder
-from modelport.repository.configure import ConfiguredModel, configure_model
+from modelport.repository.configure import ConfiguredModel, backend_of, configure_model
 from modelport.repository.fingerprint import fingerprint_folder
 from modelport.repository.mirror import RemoteRepositories
 from modelport.repository.overrides import poll_failed
+from modelport.repository.process_memory import PROCESS, ProcessMemory
 from modelport.repository.records import ModelRecord, ModelTable, retire
 from modelport.repository.residency import Residency, folder_bytes
 from modelport.repository.routing import policy_from_parameters
@@ -71,7 +72,8 @@ class ModelRepositoryManager:
         self._load_slots: asyncio.Semaphore | None = None
         self._drain_timeout_s = settings.exit_timeout_secs if drain_timeout_s is None else drain_timeout_s
         self.remotes = RemoteRepositories(settings.remote_repositories)  # s3:// gs:// as:// roots' mirrors
-        self.residency = Residency(self.models, settings.model_memory_budget)
+        memory = ProcessMemory() if settings.model_memory_accounting == PROCESS else None
+        self.residency = Residency(self.models, settings.model_memory_budget, memory)
 
     @property
     def settings(self) -> ServerSettings:
@@ -81,6 +83,8 @@ class ModelRepositoryManager:
     async def start(self) -> None:
         """Scan the repositories and load what the control mode says to load."""
         settings = self._settings
+        if self.residency.memory is not None:
+            self.residency.memory.take_baseline()
         await self.sync_remotes()
         folders = await asyncio.to_thread(
             scan_repositories, settings.model_repositories, settings.model_config_name
@@ -168,7 +172,10 @@ class ModelRepositoryManager:
         record.requested = record.requested or not demand
         try:
             size = await asyncio.to_thread(folder_bytes, source.path)
-            admitted = await self.residency.admit(name, size, self.unload)
+            backend = ""
+            if self.residency.memory is not None:  # its factor estimates the model's memory
+                backend = await asyncio.to_thread(backend_of, source, self._settings, config)
+            admitted = await self.residency.admit(name, size, self.unload, backend)
         except ModelportError:
             record.discard_unused_workdirs()
             raise

@@ -2,7 +2,10 @@
 
 Every load is admitted here first. A model's resident size is the size of its folder on disk
 (model files, config, labels), measured when it is admitted: a predictable estimate that is known
-before the load, so the budget is checked before memory is taken rather than after. With a budget,
+before the load, so the budget is checked before memory is taken rather than after. With
+`--model-memory-accounting=process` (a ProcessMemory) a model counts as its folder size times its
+backend's learned factor, and the budget bounds the process's resident memory instead of the sum
+of those counts (see repository.process_memory). With a budget,
 admission unloads the least recently used idle models until the new one fits; a model with
 requests in flight or queued, one a request is waiting to load, one still loading, and one whose
 config sets the parameter `modelport.pin` to "true" are never chosen. The sum of resident sizes
@@ -22,6 +25,7 @@ from pathlib import Path
 
 from modelport.errors import ModelUnavailable
 from modelport.repository.lifecycle import UNLOADED, IndexEntry, ModelState
+from modelport.repository.process_memory import ProcessMemory
 from modelport.repository.records import ModelTable
 
 log = logging.getLogger(__name__)
@@ -49,8 +53,9 @@ def folder_bytes(path: Path) -> int:
 class Residency:
     """Admits loads under the budget (None: no budget, sizes still counted) and picks what to evict."""
 
-    def __init__(self, models: ModelTable, budget: int | None) -> None:
+    def __init__(self, models: ModelTable, budget: int | None, memory: ProcessMemory | None = None) -> None:
         self.budget = budget
+        self.memory = memory  # None: models count as their folder sizes against the budget
         self._models = models
         self.bytes: dict[str, int] = {}  # admitted models (loading or loaded) -> resident estimate
         self._recent: OrderedDict[str, None] = OrderedDict()  # least recently used first
@@ -62,6 +67,11 @@ class Residency:
         self.evictions: dict[str, int] = {}
         self.load_seconds = [0] * (len(LOAD_SECONDS_BOUNDS) + 1)
         self.load_seconds_sum = 0.0
+
+    @property
+    def baseline(self) -> int | None:
+        """Process accounting: the resident memory the budget is counted from."""
+        return None if self.memory is None else self.memory.baseline
 
     # --- requests ----------------------------------------------------------------------------
     def touch(self, name: str) -> None:
@@ -85,38 +95,52 @@ class Residency:
             del self._holds[name]
 
     # --- loads -------------------------------------------------------------------------------
-    async def admit(self, name: str, size: int, unload: Unload) -> bool:
-        """Make room for `name` (`size` bytes) by unloading LRU idle models with `unload`.
+    async def admit(self, name: str, size: int, unload: Unload, backend: str = "") -> bool:
+        """Make room for `name` (`size` bytes of files, run by `backend`) by unloading LRU idle models
+        with `unload`.
 
         False when `name` is admitted already (a reload: its size is not counted twice). Raises
         ModelUnavailable naming the budget when evicting every evictable model would not make room.
         """
         if name in self.bytes:
             return False
-        if self.budget is not None and size > self.budget - sum(self.bytes.values()):
+        counted = size if self.memory is None else self.memory.estimate(backend, size)
+        if self.budget is not None and not self._fits(counted, self.budget):
             if self._room is None:
                 self._room = asyncio.Lock()
             async with self._room:
-                await self._make_room(name, size, self.budget, unload)
-        self.bytes[name] = size
+                await self._make_room(name, counted, self.budget, unload)
+        self.bytes[name] = counted
+        if self.memory is not None:
+            self.memory.started(name, backend, size, counted)
         self._loading.add(name)
         self._evicted.discard(name)
         self._recent[name] = None
         self._recent.move_to_end(name)
         return True
 
+    def _fits(self, size: int, budget: int) -> bool:
+        if self.memory is not None:
+            return self.memory.fits(size, budget)
+        return size <= budget - sum(self.bytes.values())
+
     async def _make_room(self, name: str, size: int, budget: int, unload: Unload) -> None:
-        while size > budget - sum(self.bytes.values()):
+        while not self._fits(size, budget):
             victim = self._victim(name)
             if victim is None:
                 raise ModelUnavailable(self._no_room_message(name, size, budget))
             log.info("unloading '%s' (least recently used) to make room for '%s' in the memory budget",
                      victim, name)  # fmt: skip
             self._loading.add(victim)  # no other admission picks it while it unloads
+            before = None if self.memory is None else self.memory.unloading(victim)
             try:
                 await unload(victim)
             finally:
                 self._loading.discard(victim)
+            if self.memory is not None:
+                self.memory.unloaded(before)  # the unload trimmed the heap: RSS fell by what it held
+            if self.memory is not None:
+                self.memory.forget(victim)
             if self.bytes.pop(victim, None) is not None:
                 self._evicted.add(victim)
                 self.evictions[victim] = self.evictions.get(victim, 0) + 1
@@ -142,6 +166,14 @@ class Residency:
         return not unloading and all(s.inflight.count == 0 for s in serving)
 
     def _no_room_message(self, name: str, size: int, budget: int) -> str:
+        if self.memory is not None:
+            held = self.memory.used() + self.memory.loading()
+            return (
+                f"model '{name}' needs an estimated {size} bytes but the memory budget of {budget} bytes "
+                f"(--model-memory-budget, --model-memory-accounting=process) has "
+                f"{max(budget - held, 0)} free and no idle, unpinned model to unload ({held} bytes of "
+                f"process memory above its baseline held by models in use, loading or pinned)"
+            )
         held = sum(self.bytes.values())
         return (
             f"model '{name}' needs {size} bytes but the memory budget of {budget} bytes "
@@ -152,6 +184,8 @@ class Residency:
     def loaded(self, name: str, seconds: float, ok: bool) -> None:
         """The load admitted for `name` finished; a failed one releases its room unless a version serves."""
         self._loading.discard(name)
+        if self.memory is not None:
+            self.memory.finished(name, ok)
         if ok:
             self.loads[name] = self.loads.get(name, 0) + 1
             index = next((i for i, b in enumerate(LOAD_SECONDS_BOUNDS) if seconds <= b), -1)
@@ -167,6 +201,8 @@ class Residency:
         if name not in self._loading:
             self.bytes.pop(name, None)
             self._recent.pop(name, None)
+            if self.memory is not None:
+                self.memory.forget(name)
 
     def evicted(self, name: str) -> bool:
         """Whether `name` was last unloaded to make room (the repository index says so)."""
