@@ -5,10 +5,14 @@ model file (copies per instance, arenas, activations). In this mode a load is ad
 resident memory (RSS, from /proc/self/statm) above a baseline taken before the first load, plus
 the memory of the models still loading, plus an estimate for the new model stays within the
 budget. The estimate is the model's folder size times a factor per backend learned in this
-process: the largest ratio seen so far of the RSS a model's load added, or its unload gave back,
-to its folder size (1 until a model of that backend has loaded). Learning the largest ratio keeps
-the estimate on the safe side; the RSS check itself corrects whatever the estimate misses once the
-model is resident.
+process: the largest ratio seen so far of the RSS a model's load added to its folder size (1 until
+a model of that backend has loaded). Two kinds of load teach nothing or little: one that overlapped
+another load (the RSS grew for both), and the backend's first load, which also pays the backend's
+one-time start-up (measured for ONNX Runtime: about 23 MiB that stays after every model is
+unloaded), so its ratio holds only until the next load's replaces it. Unloads teach nothing: the
+heap trim after an unload also hands back memory freed long before. The largest ratio keeps the
+estimate on the safe side; the RSS check itself corrects whatever the estimate misses once a model
+is resident (activations, arenas grown by requests).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 STATM = Path("/proc/self/statm")
@@ -38,11 +42,16 @@ def readable() -> bool:
     return True
 
 
-def learned_factor(current: float, folder: int, change: int) -> float:
-    """The factor after one observation: `change` bytes of RSS for a model of `folder` bytes."""
-    if folder <= 0 or change <= 0:
+def learned_factor(current: float | None, first_only: bool, folder: int, growth: int) -> float | None:
+    """The factor after a clean load of `folder` bytes grew the RSS by `growth` bytes.
+
+    `current` is the factor so far (None: nothing learned yet); `first_only` says it came from the
+    backend's first load alone, whose ratio the next one replaces.
+    """
+    if folder <= 0 or growth <= 0:
         return current
-    return max(current, change / folder)
+    ratio = growth / folder
+    return ratio if current is None or first_only else max(current, ratio)
 
 
 def estimate(folder: int, factor: float) -> int:
@@ -63,6 +72,7 @@ class _Pending:
     folder: int
     rss_before: int
     estimate: int
+    overlapped: bool = False  # another load ran meanwhile: the RSS growth is not this model's alone
 
 
 class ProcessMemory:
@@ -72,7 +82,7 @@ class ProcessMemory:
         self._read = read
         self.baseline: int | None = None
         self.factors: dict[str, float] = {}  # backend -> learned factor
-        self._models: dict[str, tuple[str, int]] = {}  # admitted model -> (backend, folder bytes)
+        self._first_only: set[str] = set()  # backends whose factor comes from their first load alone
         self._pending: dict[str, _Pending] = {}
 
     def take_baseline(self) -> None:
@@ -99,28 +109,27 @@ class ProcessMemory:
 
     def started(self, name: str, backend: str, folder: int, counted: int) -> None:
         """`name` was admitted at `counted` bytes and begins to load."""
-        self._models[name] = (backend, folder)
-        self._pending[name] = _Pending(backend, folder, self._read(), counted)
+        overlapped = bool(self._pending)
+        if overlapped:
+            self._pending = {n: replace(p, overlapped=True) for n, p in self._pending.items()}
+        self._pending[name] = _Pending(backend, folder, self._read(), counted, overlapped)
 
     def finished(self, name: str, ok: bool) -> None:
-        """The load of `name` ended; a successful one teaches its backend's factor."""
+        """The load of `name` ended; a successful one that ran alone teaches its backend's factor."""
         pending = self._pending.pop(name, None)
-        if pending is not None and ok:
-            self._learn(pending.backend, pending.folder, self._read() - pending.rss_before)
-
-    def unloading(self, name: str) -> tuple[str, int, int] | None:
-        """Before unloading `name`: what `unloaded` needs to learn from the RSS it gives back."""
-        model = self._models.get(name)
-        return None if model is None else (*model, self._read())
-
-    def unloaded(self, before: tuple[str, int, int] | None) -> None:
-        if before is not None:
-            backend, folder, rss_before = before
-            self._learn(backend, folder, rss_before - self._read())
+        if pending is None or not ok or pending.overlapped:
+            return
+        backend, growth = pending.backend, self._read() - pending.rss_before
+        known = self.factors.get(backend)
+        factor = learned_factor(known, backend in self._first_only, pending.folder, growth)
+        if factor is None or growth <= 0:
+            return
+        if known is None:
+            self._first_only.add(backend)
+        else:
+            self._first_only.discard(backend)
+        self.factors[backend] = factor
 
     def forget(self, name: str) -> None:
-        self._models.pop(name, None)
+        """`name` is unloaded, or its load is abandoned."""
         self._pending.pop(name, None)
-
-    def _learn(self, backend: str, folder: int, change: int) -> None:
-        self.factors[backend] = learned_factor(self.factors.get(backend, 1.0), folder, change)

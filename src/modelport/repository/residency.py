@@ -132,13 +132,10 @@ class Residency:
             log.info("unloading '%s' (least recently used) to make room for '%s' in the memory budget",
                      victim, name)  # fmt: skip
             self._loading.add(victim)  # no other admission picks it while it unloads
-            before = None if self.memory is None else self.memory.unloading(victim)
             try:
                 await unload(victim)
             finally:
                 self._loading.discard(victim)
-            if self.memory is not None:
-                self.memory.unloaded(before)  # the unload trimmed the heap: RSS fell by what it held
             if self.memory is not None:
                 self.memory.forget(victim)
             if self.bytes.pop(victim, None) is not None:
