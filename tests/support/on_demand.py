@@ -63,6 +63,7 @@ class Residency:
     process_rss: float
     load_seconds_count: float
     unavailable: frozenset[str]  # models modelport_model_state reports UNAVAILABLE (failed)
+    baseline: float = 0.0  # modelport_process_memory_baseline_bytes (process accounting only)
 
     @property
     def resident_total(self) -> float:
@@ -80,6 +81,7 @@ def scrape(metrics_url: str) -> Residency:
     }
     rss = 0.0
     load_count = 0.0
+    baseline = 0.0
     unavailable: set[str] = set()
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -87,6 +89,8 @@ def scrape(metrics_url: str) -> Residency:
                 per_model[names[sample.name]][sample.labels["model"]] = sample.value
             elif sample.name == "process_resident_memory_bytes":
                 rss = sample.value
+            elif sample.name == "modelport_process_memory_baseline_bytes":
+                baseline = sample.value
             elif sample.name == "modelport_model_load_duration_seconds_count":
                 load_count = sample.value
             elif sample.name == "modelport_model_state" and _failed(sample.labels, sample.value):
@@ -98,6 +102,7 @@ def scrape(metrics_url: str) -> Residency:
         rss,
         load_count,
         frozenset(unavailable),
+        baseline,
     )
 
 

@@ -17,11 +17,14 @@ is resident (activations, arenas grown by requests).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 STATM = Path("/proc/self/statm")
 FILES, PROCESS = "files", "process"  # the --model-memory-accounting modes
@@ -124,6 +127,8 @@ class ProcessMemory:
         factor = learned_factor(known, backend in self._first_only, pending.folder, growth)
         if factor is None or growth <= 0:
             return
+        log.info("RSS grew by %d bytes while '%s' (%d bytes of files) loaded: the '%s' factor is now %.2f",
+                 growth, name, pending.folder, backend, factor)  # fmt: skip
         if known is None:
             self._first_only.add(backend)
         else:

@@ -60,6 +60,7 @@ class Residency:
         self.bytes: dict[str, int] = {}  # admitted models (loading or loaded) -> resident estimate
         self._recent: OrderedDict[str, None] = OrderedDict()  # least recently used first
         self._loading: set[str] = set()
+        self._unloading: set[str] = set()  # evicted now: counted until its unload is over
         self._holds: dict[str, int] = {}  # requests waiting for a model's load to finish
         self._evicted: set[str] = set()
         self._room: asyncio.Lock | None = None  # admissions that must evict take turns
@@ -102,10 +103,11 @@ class Residency:
         False when `name` is admitted already (a reload: its size is not counted twice). Raises
         ModelUnavailable naming the budget when evicting every evictable model would not make room.
         """
-        if name in self.bytes:
+        if name in self.bytes and name not in self._unloading:
             return False
         counted = size if self.memory is None else self.memory.estimate(backend, size)
-        if self.budget is not None and not self._fits(counted, self.budget):
+        # A model loading again while it is evicted waits until its eviction is counted.
+        if self.budget is not None and (name in self._unloading or not self._fits(counted, self.budget)):
             if self._room is None:
                 self._room = asyncio.Lock()
             async with self._room:
@@ -131,11 +133,11 @@ class Residency:
                 raise ModelUnavailable(self._no_room_message(name, size, budget))
             log.info("unloading '%s' (least recently used) to make room for '%s' in the memory budget",
                      victim, name)  # fmt: skip
-            self._loading.add(victim)  # no other admission picks it while it unloads
+            self._unloading.add(victim)  # no other admission picks it while it unloads
             try:
                 await unload(victim)
             finally:
-                self._loading.discard(victim)
+                self._unloading.discard(victim)
             if self.memory is not None:
                 self.memory.forget(victim)
             if self.bytes.pop(victim, None) is not None:
@@ -151,7 +153,7 @@ class Residency:
         return None
 
     def _evictable(self, name: str) -> bool:
-        if name in self._loading or name in self._holds:
+        if name in self._loading or name in self._unloading or name in self._holds:
             return False
         record = self._models.get(name)
         if record is None:
@@ -195,7 +197,7 @@ class Residency:
 
     def release(self, name: str) -> None:
         """`name` was unloaded (or never loaded): its bytes no longer count."""
-        if name not in self._loading:
+        if name not in self._loading and name not in self._unloading:
             self.bytes.pop(name, None)
             self._recent.pop(name, None)
             if self.memory is not None:
