@@ -26,7 +26,7 @@ STATM = Path("/proc/self/statm")
 pytestmark = pytest.mark.skipif(not STATM.exists(), reason="process accounting reads /proc/<pid>/statm")
 
 ROWS, COLUMNS = 1024, 2048  # an 8 MiB float32 weight per model
-MODELS = 6
+MODELS = 8
 PAGE = 4096
 
 
@@ -108,9 +108,10 @@ def test_process_accounting_bounds_the_servers_resident_memory(tmp_path: Path) -
     for index in range(MODELS):
         write_big_model(repo, index, seed=index)
     size = folder_size(repo / big_name(0))
-    # ONNX Runtime holds about twice the file per model, plus about 23 MiB of start-up at its first
-    # load: ten folders hold three or four of the six models, never all of them.
-    budget = 10 * size
+    # Measured: ONNX Runtime holds about twice the file per model once loaded, up to 3.5 times right
+    # after a load (until the heap is trimmed), plus about 23 MiB of start-up at its first load:
+    # fourteen folders hold four or five of the eight models, never all of them.
+    budget = 14 * size
     rng = random.Random(5)
     plan = [rng.randrange(MODELS) for _ in range(120)]
     with process_accounting_server(repo, tmp_path / "server.log", budget) as (server, metrics):
@@ -126,12 +127,16 @@ def test_process_accounting_bounds_the_servers_resident_memory(tmp_path: Path) -
                 list(pool.map(client_run, [plan[0::2], plan[1::2]]))  # raises on any failed request
         figures = scrape(metrics)
     above = [sample - baseline for sample in sampler.samples]
+    assert figures.factors is not None
+    margin = int(size * figures.factors["onnxruntime"])  # one model as the server estimates it now
     print(f"\nfolder {size} B, budget {budget} B; RSS above the baseline at most {max(above)} B "
           f"({max(above) / budget:.2f} of the budget) over {len(above)} samples; "
           f"loads {sum(figures.loads.values()):.0f}, evictions {sum(figures.evictions.values()):.0f}; "
-          f"server baseline {figures.baseline:.0f} B, test baseline {baseline} B")  # fmt: skip
+          f"factor {figures.factors}, margin {margin} B; server baseline {figures.baseline:.0f} B, "
+          f"test baseline {baseline} B")  # fmt: skip
     assert len(above) >= 20
-    assert max(above) <= budget + size
+    assert 1 < figures.factors["onnxruntime"] < 8
+    assert max(above) <= budget + margin
     assert sum(figures.evictions.values()) > 0
     assert sum(figures.resident.values()) > 0, "modelport_model_resident_bytes: the models' estimates"
     assert figures.baseline > 0, "modelport_process_memory_baseline_bytes"

@@ -64,6 +64,7 @@ class Residency:
     load_seconds_count: float
     unavailable: frozenset[str]  # models modelport_model_state reports UNAVAILABLE (failed)
     baseline: float = 0.0  # modelport_process_memory_baseline_bytes (process accounting only)
+    factors: dict[str, float] | None = None  # modelport_model_memory_factor{backend} (the same)
 
     @property
     def resident_total(self) -> float:
@@ -82,6 +83,7 @@ def scrape(metrics_url: str) -> Residency:
     rss = 0.0
     load_count = 0.0
     baseline = 0.0
+    factors: dict[str, float] = {}
     unavailable: set[str] = set()
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -89,6 +91,8 @@ def scrape(metrics_url: str) -> Residency:
                 per_model[names[sample.name]][sample.labels["model"]] = sample.value
             elif sample.name == "process_resident_memory_bytes":
                 rss = sample.value
+            elif sample.name == "modelport_model_memory_factor":
+                factors[sample.labels["backend"]] = sample.value
             elif sample.name == "modelport_process_memory_baseline_bytes":
                 baseline = sample.value
             elif sample.name == "modelport_model_load_duration_seconds_count":
@@ -103,6 +107,7 @@ def scrape(metrics_url: str) -> Residency:
         load_count,
         frozenset(unavailable),
         baseline,
+        factors,
     )
 
 

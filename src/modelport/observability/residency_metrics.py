@@ -1,7 +1,8 @@
 """modelport's model residency metrics (`--load-on-demand`, `--model-memory-budget`), read at scrape
 time: loads and evictions per model, the load-duration histogram, resident bytes per model, the
 budget and, with `--model-memory-accounting=process`, the resident-memory baseline the budget counts
-from (the process's own resident memory is prometheus_client's process_resident_memory_bytes)."""
+from and the learned factors (the process's own resident memory is prometheus_client's
+process_resident_memory_bytes)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,10 @@ class ResidencyFigures(Protocol):
     @property
     def baseline(self) -> int | None:
         """Process accounting: the RSS the budget is counted from (None in files mode)."""
+
+    @property
+    def factors(self) -> dict[str, float]:
+        """Process accounting: the learned RSS per byte of model files, per backend."""
 
 
 class ResidencyCollector(Collector):
@@ -72,6 +77,14 @@ class ResidencyCollector(Collector):
                 "Process accounting: resident memory before the first model; the budget bounds RSS above it",
                 value=figures.baseline,
             )
+            factor = GaugeMetricFamily(
+                "modelport_model_memory_factor",
+                "Process accounting: resident bytes a load added per byte of model files, per backend",
+                labels=("backend",),
+            )
+            for backend, learned in sorted(figures.factors.items()):
+                factor.add_metric([backend], learned)
+            yield factor
 
     def _buckets(self, counts: Sequence[int]) -> list[tuple[str, float]]:
         buckets: list[tuple[str, float]] = []

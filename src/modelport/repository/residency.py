@@ -74,6 +74,11 @@ class Residency:
         """Process accounting: the resident memory the budget is counted from."""
         return None if self.memory is None else self.memory.baseline
 
+    @property
+    def factors(self) -> dict[str, float]:
+        """Process accounting: bytes of RSS per byte of model files, learned per backend."""
+        return {} if self.memory is None else dict(self.memory.factors)
+
     # --- requests ----------------------------------------------------------------------------
     def touch(self, name: str) -> None:
         """A request uses `name`: it becomes the most recently used."""
