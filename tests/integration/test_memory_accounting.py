@@ -4,6 +4,7 @@ driven by tritonclient over a repository of models whose weights dominate the pr
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.skipif(not STATM.exists(), reason="process accounting r
 
 ROWS, COLUMNS = 1024, 2048  # an 8 MiB float32 weight per model
 MODELS = 8
-PAGE = 4096
+PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def big_name(index: int) -> str:
@@ -170,8 +171,11 @@ def test_files_accounting_stays_the_default(tmp_path: Path) -> None:
         process_accounting_server(repo, tmp_path / "log", 2 * size, accounting="files") as (server, metrics),
         httpclient.InferenceServerClient(server.url, network_timeout=30) as client,
     ):
+        baseline = rss(server.pid)
         for index in range(3):
             infer_big(client, index)
+        above = rss(server.pid) - baseline
         figures = scrape(metrics)
+    print(f"\nfiles accounting, budget {2 * size} B: RSS above the baseline {above} B with two models resident")
     assert figures.resident == {big_name(i): size for i in (1, 2)}, "two folders fit, whatever the RSS"
     assert figures.baseline == 0, "no baseline gauge without process accounting"
