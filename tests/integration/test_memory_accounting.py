@@ -176,6 +176,6 @@ def test_files_accounting_stays_the_default(tmp_path: Path) -> None:
             infer_big(client, index)
         above = rss(server.pid) - baseline
         figures = scrape(metrics)
-    print(f"\nfiles accounting, budget {2 * size} B: RSS above the baseline {above} B with two models resident")
+    print(f"\nfiles accounting, budget {2 * size} B: RSS above the baseline {above} B, two models resident")
     assert figures.resident == {big_name(i): size for i in (1, 2)}, "two folders fit, whatever the RSS"
     assert figures.baseline == 0, "no baseline gauge without process accounting"

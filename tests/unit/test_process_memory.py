@@ -1,5 +1,5 @@
 """The process accounting mode's arithmetic (repository/process_memory.py): the learned factor, the
-estimate, the admission check, and which loads teach the factor, over a scripted RSS reading."""
+estimate, the admission check, and which stretches of loads teach the factor, over a scripted RSS."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ class ScriptedRss:
         return self.value
 
 
-def test_clean_loads_teach_the_factor_and_overlapping_ones_do_not() -> None:
+def test_stretches_of_loads_teach_the_factor() -> None:
     rss = ScriptedRss(100 * MIB)
     memory = ProcessMemory(rss)
     memory.take_baseline()
@@ -51,20 +51,42 @@ def test_clean_loads_teach_the_factor_and_overlapping_ones_do_not() -> None:
     memory.started("b", "onnxruntime", 8 * MIB, 40 * MIB)
     rss.value += 16 * MIB
     memory.finished("b", ok=True)
-    assert memory.factors == {"onnxruntime": 2.0}, "the second load's ratio replaces the first's"
+    assert memory.factors == {"onnxruntime": 2.0}, "the second stretch's ratio replaces the first's"
     memory.started("c", "onnxruntime", 8 * MIB, 16 * MIB)
-    memory.started("d", "onnxruntime", 8 * MIB, 16 * MIB)
-    assert memory.loading() == 32 * MIB
-    rss.value += 64 * MIB  # both loads grew it: neither is a model's own figure
-    memory.finished("c", ok=True)
-    memory.finished("d", ok=True)
-    assert memory.factors == {"onnxruntime": 2.0}
-    memory.started("e", "python", 4 * MIB, 4 * MIB)
+    memory.started("d", "onnxruntime", 4 * MIB, 8 * MIB)
+    assert memory.loading() == 24 * MIB
     rss.value += 30 * MIB
-    memory.finished("e", ok=False)  # a failed load teaches nothing
-    assert "python" not in memory.factors
+    memory.finished("c", ok=True)
+    assert memory.factors == {"onnxruntime": 2.0}, "a stretch teaches once its last load ends"
+    rss.value += 6 * MIB
+    memory.finished("d", ok=True)
+    assert memory.factors == {"onnxruntime": 3.0}, "36 MiB for 12 MiB of files: the largest ratio"
     rss.value = 90 * MIB
     assert memory.used() == 0, "RSS under the baseline counts as nothing"
+
+
+def test_spoiled_stretches_teach_nothing() -> None:
+    rss = ScriptedRss(100 * MIB)
+    memory = ProcessMemory(rss)
+    memory.started("a", "python", 4 * MIB, 4 * MIB)
+    rss.value += 30 * MIB
+    memory.finished("a", ok=False)  # a failed load
+    memory.started("b", "python", 4 * MIB, 4 * MIB)
+    memory.started("c", "onnxruntime", 4 * MIB, 4 * MIB)
+    rss.value += 30 * MIB
+    memory.finished("b", ok=True)
+    memory.finished("c", ok=True)  # two backends: whose growth was it?
+    memory.started("d", "python", 4 * MIB, 4 * MIB)
+    memory.unloaded()  # RSS fell meanwhile for another model
+    rss.value += 4 * MIB
+    memory.finished("d", ok=True)
+    memory.started("e", "python", 4 * MIB, 4 * MIB)
+    memory.forget("e")  # abandoned
+    assert memory.factors == {} and memory.loading() == 0
+    memory.started("f", "python", 4 * MIB, 4 * MIB)
+    rss.value += 6 * MIB
+    memory.finished("f", ok=True)
+    assert memory.factors == {"python": 1.5}, "a clean stretch after spoiled ones teaches again"
 
 
 def test_this_platform_reads_rss() -> None:

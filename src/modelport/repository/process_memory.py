@@ -5,14 +5,16 @@ model file (copies per instance, arenas, activations). In this mode a load is ad
 resident memory (RSS, from /proc/self/statm) above a baseline taken before the first load, plus
 the memory of the models still loading, plus an estimate for the new model stays within the
 budget. The estimate is the model's folder size times a factor per backend learned in this
-process: the largest ratio seen so far of the RSS a model's load added to its folder size (1 until
-a model of that backend has loaded). Two kinds of load teach nothing or little: one that overlapped
-another load (the RSS grew for both), and the backend's first load, which also pays the backend's
-one-time start-up (measured for ONNX Runtime: about 23 MiB that stays after every model is
-unloaded), so its ratio holds only until the next load's replaces it. Unloads teach nothing: the
-heap trim after an unload also hands back memory freed long before. The largest ratio keeps the
-estimate on the safe side; the RSS check itself corrects whatever the estimate misses once a model
-is resident (activations, arenas grown by requests).
+process: the largest ratio seen so far of RSS growth to model files loaded (1 until a model of that
+backend has loaded). Loads are measured in stretches, from the first starting while none runs to
+the last of those ending: the RSS growth over the stretch divided by the bytes of files it loaded.
+A stretch teaches nothing when it mixes backends, a load in it failed, or a model was unloaded
+during it (RSS fell for another reason). The backend's first stretch also pays its one-time
+start-up (measured for ONNX Runtime: about 20 MiB that stays after every model is unloaded), so its
+ratio holds only until the next stretch's replaces it. Unloads teach nothing: the heap trim after
+one also hands back memory freed long before. The largest ratio keeps the estimate on the safe
+side; the RSS check itself corrects whatever the estimate misses once a model is resident
+(activations, arenas grown by requests).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import logging
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -67,15 +69,13 @@ def fits(used: int, loading: int, wanted: int, budget: int) -> bool:
     return used + loading + wanted <= budget
 
 
-@dataclass(frozen=True, slots=True)
-class _Pending:
-    """A model being loaded: what it was estimated at and the RSS when its load began."""
+@dataclass(slots=True)
+class _Stretch:
+    """Loads that ran together: from the first one starting to the last one ending."""
 
-    backend: str
-    folder: int
     rss_before: int
-    estimate: int
-    overlapped: bool = False  # another load ran meanwhile: the RSS growth is not this model's alone
+    folders: dict[str, int] = field(default_factory=dict)  # backend -> bytes of files loaded
+    spoiled: bool = False  # a load failed or a model was unloaded meanwhile: the growth is not theirs
 
 
 class ProcessMemory:
@@ -85,8 +85,9 @@ class ProcessMemory:
         self._read = read
         self.baseline: int | None = None
         self.factors: dict[str, float] = {}  # backend -> learned factor
-        self._first_only: set[str] = set()  # backends whose factor comes from their first load alone
-        self._pending: dict[str, _Pending] = {}
+        self._first_only: set[str] = set()  # backends whose factor comes from their first stretch alone
+        self._pending: dict[str, tuple[str, int, int]] = {}  # loading model -> (backend, folder, estimate)
+        self._stretch: _Stretch | None = None
 
     def take_baseline(self) -> None:
         """The RSS the budget is counted from: the server before its first model."""
@@ -102,7 +103,7 @@ class ProcessMemory:
 
     def loading(self) -> int:
         """The estimates of the models admitted but not loaded yet (their RSS is still to come)."""
-        return sum(p.estimate for p in self._pending.values())
+        return sum(estimate for _, _, estimate in self._pending.values())
 
     def estimate(self, backend: str, folder: int) -> int:
         return estimate(folder, self.factors.get(backend, 1.0))
@@ -112,29 +113,47 @@ class ProcessMemory:
 
     def started(self, name: str, backend: str, folder: int, counted: int) -> None:
         """`name` was admitted at `counted` bytes and begins to load."""
-        overlapped = bool(self._pending)
-        if overlapped:
-            self._pending = {n: replace(p, overlapped=True) for n, p in self._pending.items()}
-        self._pending[name] = _Pending(backend, folder, self._read(), counted, overlapped)
+        if self._stretch is None:
+            self._stretch = _Stretch(self._read())
+        self._pending[name] = (backend, folder, counted)
 
     def finished(self, name: str, ok: bool) -> None:
-        """The load of `name` ended; a successful one that ran alone teaches its backend's factor."""
+        """The load of `name` ended; the last of a stretch teaches the factor (see the module)."""
         pending = self._pending.pop(name, None)
-        if pending is None or not ok or pending.overlapped:
+        stretch = self._stretch
+        if pending is None or stretch is None:
             return
-        backend, growth = pending.backend, self._read() - pending.rss_before
+        backend, folder, _ = pending
+        if ok:
+            stretch.folders[backend] = stretch.folders.get(backend, 0) + folder
+        else:
+            stretch.spoiled = True
+        if not self._pending:
+            self._stretch = None
+            if not stretch.spoiled and len(stretch.folders) == 1:
+                self._learn(backend, stretch.folders[backend], self._read() - stretch.rss_before)
+
+    def unloaded(self) -> None:
+        """A model was unloaded: the loads under way will not see their whole growth."""
+        if self._stretch is not None:
+            self._stretch.spoiled = True
+
+    def forget(self, name: str) -> None:
+        """`name` is unloaded, or its load is abandoned."""
+        if self._pending.pop(name, None) is not None and self._stretch is not None:
+            self._stretch.spoiled = True
+            if not self._pending:
+                self._stretch = None
+
+    def _learn(self, backend: str, folder: int, growth: int) -> None:
         known = self.factors.get(backend)
-        factor = learned_factor(known, backend in self._first_only, pending.folder, growth)
+        factor = learned_factor(known, backend in self._first_only, folder, growth)
         if factor is None or growth <= 0:
             return
-        log.info("RSS grew by %d bytes while '%s' (%d bytes of files) loaded: the '%s' factor is now %.2f",
-                 growth, name, pending.folder, backend, factor)  # fmt: skip
+        log.info("RSS grew by %d bytes while %d bytes of '%s' models loaded: its factor is now %.2f",
+                 growth, folder, backend, factor)  # fmt: skip
         if known is None:
             self._first_only.add(backend)
         else:
             self._first_only.discard(backend)
         self.factors[backend] = factor
-
-    def forget(self, name: str) -> None:
-        """`name` is unloaded, or its load is abandoned."""
-        self._pending.pop(name, None)

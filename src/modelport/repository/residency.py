@@ -144,7 +144,7 @@ class Residency:
             finally:
                 self._unloading.discard(victim)
             if self.memory is not None:
-                self.memory.forget(victim)
+                self.memory.unloaded()
             if self.bytes.pop(victim, None) is not None:
                 self._evicted.add(victim)
                 self.evictions[victim] = self.evictions.get(victim, 0) + 1
@@ -207,6 +207,7 @@ class Residency:
             self._recent.pop(name, None)
             if self.memory is not None:
                 self.memory.forget(name)
+                self.memory.unloaded()
 
     def evicted(self, name: str) -> bool:
         """Whether `name` was last unloaded to make room (the repository index says so)."""
