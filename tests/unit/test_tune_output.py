@@ -94,7 +94,8 @@ def test_table_rows_and_verdict_name_the_chosen_configuration() -> None:
 
 def test_the_legend_and_verdict_say_how_latencies_were_measured() -> None:
     measured = trials()
-    assert verdict(measured, measured[0], 10.0).endswith("(within the p99 budget of 10 ms; measured in-process)")
+    within = "(within the p99 budget of 10 ms; measured in-process)"
+    assert verdict(measured, measured[0], 10.0).endswith(within)
     assert verdict(measured, measured[0], None, "grpc").endswith("given; measured over gRPC)")
     assert knob_legend("in-process").endswith("latencies measured in-process (no network, no codec)")
     assert "latencies measured over HTTP on 127.0.0.1" in knob_legend("http")
