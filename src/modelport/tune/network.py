@@ -52,12 +52,15 @@ class NetworkMeter:
                 f"--measure {self._protocol} needs tritonclient[{self._protocol}] "
                 f"(pip install 'tritonclient[{self._protocol}]'): {missing}"
             )
-        if self._protocol == "http":
-            await self._start_http()
-        else:
-            self._grpc = H2GrpcServer(self._server, self._settings)
-            await self._grpc.start()
-            self._url = f"{_HOST}:{self._grpc.port}"
+        try:
+            if self._protocol == "http":
+                await self._start_http()
+            else:
+                self._grpc = H2GrpcServer(self._server, self._settings)
+                await self._grpc.start()
+                self._url = f"{_HOST}:{self._grpc.port}"
+        except OSError as exc:
+            raise InternalError(f"the {self._protocol} frontend could not listen on {_HOST}: {exc}") from None
         # spawn, not fork: the server process runs threads (model instances, the loop's executor).
         self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
 
