@@ -1,5 +1,5 @@
-"""`modelport tune` end to end: it searches add_sub in-process within its time limit, writes
-configs/tuned.pbtxt (never config.pbtxt) and a plot, and a real server serves the tuned config."""
+"""`modelport tune` end to end: it searches add_sub (in-process, or measured over HTTP/gRPC) within its
+time limit, writes configs/tuned.pbtxt (never config.pbtxt) and a plot, and a real server serves it."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
 from modelport.config.model_config import parse_pbtxt
@@ -125,3 +127,47 @@ def test_models_that_answer_more_than_once_are_refused_with_the_reason(tmp_path:
     done = tune(tmp_path / "repo", "stream", *SHORT_TRIALS)
     assert done.returncode == 1
     assert "model 'stream' is decoupled: modelport tune measures stateless models only" in done.stderr
+
+
+SAID = {"http": "over HTTP", "grpc": "over gRPC"}
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_tune_measured_over_the_network_writes_a_config_that_a_server_serves(
+    tmp_path: Path, protocol: str
+) -> None:
+    repo = tmp_path / "repo"
+    folder = small_models.write_add_sub(repo)
+    began = time.monotonic()
+    done = tune(repo, "add_sub", "--measure", protocol, "--max-minutes", "0.15", "--write", *SHORT_TRIALS)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert time.monotonic() - began < 9 + 12  # the time limit, plus starting and stopping
+    rows = table_rows(done.stdout)
+    assert len(rows) >= 2, done.stdout
+    # Every level of every trial went through the frontend: answers came back, none failed.
+    cells = [cell.strip() for row in rows for cell in row.split("|")[3:5]]
+    assert all(re.fullmatch(r"[1-9]\d*  \d+\.\d\d/\d+\.\d\d", cell) for cell in cells), done.stdout
+    assert f"latencies measured {SAID[protocol]} on 127.0.0.1" in done.stdout
+    assert re.search(rf"best: i\d+ .*; measured {SAID[protocol]}\)", done.stdout)
+    tuned_text = (folder / "configs" / "tuned.pbtxt").read_text()
+    assert f"measured {SAID[protocol]}" in tuned_text
+    tuned = parse_pbtxt(tuned_text, "tuned.pbtxt")
+    chosen = re.search(r"best: i(\d+) t\S+ b(\d+)", done.stdout)
+    assert chosen is not None
+    assert (tuned.instance_group[0].count, tuned.max_batch_size) == (int(chosen[1]), int(chosen[2]))
+
+    grpc = protocol == "grpc"
+    with running_server(repo, tmp_path / "server.log", ["--model-config-name", "tuned"], grpc=grpc) as server:
+        client_module = grpcclient if grpc else httpclient
+        client = client_module.InferenceServerClient(server.grpc_url if grpc else server.url)
+        try:
+            inputs = []
+            for name, value in (("INPUT0", 3.0), ("INPUT1", 1.0)):
+                tensor = client_module.InferInput(name, [1, 16], "FP32")
+                tensor.set_data_from_numpy(np.full((1, 16), value, np.float32))
+                inputs.append(tensor)
+            result = client.infer("add_sub", inputs)
+        finally:
+            client.close()
+        assert result.as_numpy("OUTPUT0").tolist() == [[4.0] * 16]
+        assert result.as_numpy("OUTPUT1").tolist() == [[2.0] * 16]

@@ -18,7 +18,7 @@ from modelport.tune.configs import (
     write_tuned,
 )
 from modelport.tune.plot import render_svg
-from modelport.tune.report import trial_rows, verdict
+from modelport.tune.report import knob_legend, trial_rows, verdict
 from modelport.tune.search import Knobs, Level, Trial
 
 CONFIG = """name: "m"
@@ -90,6 +90,15 @@ def test_table_rows_and_verdict_name_the_chosen_configuration() -> None:
     assert rows[2][2].startswith("failed: instance 3")
     assert "300 infer/s at concurrency 4" in verdict(measured, measured[0], 10.0)
     assert "no configuration meets the latency budget of 1 ms" in verdict(measured, None, 1.0)
+
+
+def test_the_legend_and_verdict_say_how_latencies_were_measured() -> None:
+    measured = trials()
+    within = "(within the p99 budget of 10 ms; measured in-process)"
+    assert verdict(measured, measured[0], 10.0).endswith(within)
+    assert verdict(measured, measured[0], None, "grpc").endswith("given; measured over gRPC)")
+    assert knob_legend("in-process").endswith("latencies measured in-process (no network, no codec)")
+    assert "latencies measured over HTTP on 127.0.0.1" in knob_legend("http")
 
 
 def test_plot_has_one_point_per_measured_trial_and_marks_the_chosen_one() -> None:

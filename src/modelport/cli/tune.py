@@ -1,4 +1,4 @@
-"""`modelport tune MODEL --model-repository R`: search a model's instance layout and batching in-process.
+"""`modelport tune MODEL --model-repository R`: search a model's instance layout and batching.
 
 Prints a table of every configuration tried and the best one within the latency budget; `--write`
 saves it as `<model>/configs/tuned.pbtxt` (served with `--model-config-name tuned`), with a plot of
@@ -20,7 +20,7 @@ from modelport.errors import InvalidInput, ModelportError
 from modelport.tune.configs import model_folder, tuned_path, write_tuned
 from modelport.tune.plot import render_svg
 from modelport.tune.progress import ProgressBar
-from modelport.tune.report import KNOB_LEGEND, trial_rows, verdict
+from modelport.tune.report import MEASURES, knob_legend, trial_rows, verdict
 from modelport.tune.runner import TuneOptions, TuneOutcome, run_tuning
 
 
@@ -28,7 +28,8 @@ def add_tune_parser(commands: Any) -> None:
     tune = commands.add_parser(
         "tune",
         help="find the instance count, threads and batching that serve a model fastest within a p99 budget",
-        description="Loads the model in this process and measures configurations with a closed-loop load; "
+        description="Loads the model in this process and measures configurations with a closed-loop load "
+        "(in-process, or with --measure over HTTP/gRPC through a frontend on 127.0.0.1); "
         "the search prunes (instances x threads first, then each batching knob around the best).",
     )
     tune.add_argument("model", help="model name (a folder of the repository)")
@@ -69,6 +70,13 @@ def add_tune_parser(commands: Any) -> None:
         help="keep the model's own configuration unless another is this much faster (default 10)",
     )
     tune.add_argument(
+        "--measure",
+        choices=MEASURES,
+        default="in-process",
+        help="how each configuration is measured: calling the model in this process (default), or over "
+        "HTTP / gRPC through the frontend this process serves on 127.0.0.1, from a separate client process",
+    )
+    tune.add_argument(
         "--write",
         action="store_true",
         help="save the chosen configuration as <model>/configs/tuned.pbtxt and the plot beside it",
@@ -101,6 +109,7 @@ def run_tune(args: argparse.Namespace) -> int:
         args.trial_seconds,
         args.warmup_seconds,
         keep_own_gain=args.keep_own_gain / 100.0,
+        measure=args.measure,
     )
     bar = ProgressBar(sys.stderr, len(options.concurrency) * (options.trial_seconds + options.warmup_seconds))
     try:
@@ -126,10 +135,10 @@ def _run(search: Coroutine[Any, Any, TuneOutcome]) -> TuneOutcome:
 def _print(outcome: TuneOutcome, options: TuneOptions) -> None:
     headers, rows = trial_rows(outcome.trials, options.concurrency, outcome.best)
     print(render_table(headers, rows))
-    print(KNOB_LEGEND)
+    print(knob_legend(options.measure))
     stopped = " (time limit reached; the search stopped early)" if outcome.stopped_early else ""
     print(f"{len(outcome.trials)} configurations tried in {outcome.elapsed_s:.0f} s{stopped}")
-    print(verdict(outcome.trials, outcome.best, options.budget_ms))
+    print(verdict(outcome.trials, outcome.best, options.budget_ms, options.measure))
     if outcome.kept_own and len(outcome.trials) > 1:
         print(
             f"the model's own configuration is kept: no other beat it by more than "
@@ -153,7 +162,7 @@ def _save(outcome: TuneOutcome, options: TuneOptions, folder: Path, args: argpar
         return 1
     header = (
         f"Written by `modelport tune {options.model}`: "
-        f"{verdict(outcome.trials, outcome.best, options.budget_ms)}"
+        f"{verdict(outcome.trials, outcome.best, options.budget_ms, options.measure)}"
         "\nServe it with --model-config-name tuned."
     )
     path = write_tuned(folder, outcome.config_of(outcome.best), header)

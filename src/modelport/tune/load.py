@@ -1,4 +1,4 @@
-"""A closed-loop load generator inside the process: N coroutines call the core back to back.
+"""The in-process load generator (the default meter): N coroutines call the core back to back.
 
 Each coroutine sends its next request as soon as the previous one is answered. After a warm-up,
 every request that completes inside the measured window counts, with its latency from the call to
@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -21,12 +22,14 @@ from modelport.errors import InvalidInput, ModelportError
 from modelport.tensor.records import InferInput, InferRequest
 from modelport.tune.search import Level
 
+Tensor = tuple[str, str, tuple[int, ...], np.ndarray]  # name, datatype, shape, data
 
-def request_factory(spec: ModelSpec, seed: int = 0) -> Callable[[], InferRequest]:
-    """Requests of batch size 1 with random inputs (short strings for BYTES); -1 dims become 1."""
+
+def input_tensors(spec: ModelSpec, seed: int = 0) -> list[Tensor]:
+    """Inputs of batch size 1 with random data (short strings for BYTES); -1 dims become 1."""
     rng = np.random.default_rng(seed)
     batch = (1,) if spec.max_batch_size > 0 else ()
-    tensors: list[tuple[str, str, tuple[int, ...], np.ndarray]] = []
+    tensors: list[Tensor] = []
     for tensor in spec.inputs:
         if tensor.optional:
             continue
@@ -36,6 +39,12 @@ def request_factory(spec: ModelSpec, seed: int = 0) -> Callable[[], InferRequest
             )
         shape = batch + tuple(d if d > 0 else 1 for d in tensor.dims)
         tensors.append((tensor.name, tensor.datatype.name, shape, _random(tensor.datatype.name, shape, rng)))
+    return tensors
+
+
+def request_factory(spec: ModelSpec, seed: int = 0) -> Callable[[], InferRequest]:
+    """In-process requests carrying `input_tensors(spec, seed)`."""
+    tensors = input_tensors(spec, seed)
 
     def make() -> InferRequest:
         return InferRequest(
@@ -99,3 +108,26 @@ async def _client(server: InferenceServer, make_request: Callable[[], InferReque
         done = time.perf_counter()
         if window.start <= done <= window.end:
             window.latencies.append(done - sent)
+
+
+class Meter(Protocol):
+    """Measures one concurrency level of the model last given to `prepare`."""
+
+    def prepare(self, spec: ModelSpec) -> None: ...
+
+    async def level(self, concurrency: int, warmup_s: float, seconds: float) -> Level: ...
+
+
+class InProcessMeter:
+    """Levels measured by calling the server's core directly (the default)."""
+
+    def __init__(self, server: InferenceServer) -> None:
+        self._server = server
+        self._make: Callable[[], InferRequest] | None = None
+
+    def prepare(self, spec: ModelSpec) -> None:
+        self._make = request_factory(spec)
+
+    async def level(self, concurrency: int, warmup_s: float, seconds: float) -> Level:
+        assert self._make is not None, "prepare() comes first"
+        return await measure_level(self._server, self._make, concurrency, warmup_s, seconds)

@@ -36,8 +36,10 @@ def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def verdict(trials: Sequence[Trial], chosen: Trial | None, budget_ms: float | None) -> str:
-    """The closing lines: the chosen configuration and where it was measured, or why there is none."""
+def verdict(
+    trials: Sequence[Trial], chosen: Trial | None, budget_ms: float | None, measure: str = "in-process"
+) -> str:
+    """The closing lines: the chosen configuration, where and how it was measured, or why there is none."""
     measured = [t for t in trials if t.levels]
     if not measured:
         return "no configuration could be measured"
@@ -55,12 +57,25 @@ def verdict(trials: Sequence[Trial], chosen: Trial | None, budget_ms: float | No
     )
     return (
         f"best: {chosen.knobs.label()}  ->  {throughput:.0f} infer/s at concurrency {concurrency}, "
-        f"p50 {level.p50_ms:.2f} ms, p99 {level.p99_ms:.2f} ms ({within})"
+        f"p50 {level.p50_ms:.2f} ms, p99 {level.p99_ms:.2f} ms ({within}; measured {_MEASURED[measure]})"
     )
 
 
-KNOB_LEGEND = (
-    "i = instance_group count, t = intra_op_thread_count (- = default), b = max_batch_size, "
-    "p = preferred_batch_size, d = max_queue_delay_microseconds; (x2) = mean of 2 rounds; * = chosen; "
-    "latencies measured in-process (no network, no codec)"
-)
+MEASURES = ("in-process", "http", "grpc")  # the --measure choices
+HOW_MEASURED = {
+    "in-process": "in-process (no network, no codec)",
+    "http": "over HTTP on 127.0.0.1 (tritonclient, binary tensors, a separate client process)",
+    "grpc": "over gRPC on 127.0.0.1 (tritonclient, a separate client process)",
+}
+
+
+def knob_legend(measure: str) -> str:
+    """The table's legend, with how its latencies were measured (`measure`: a --measure choice)."""
+    return (
+        "i = instance_group count, t = intra_op_thread_count (- = default), b = max_batch_size, "
+        "p = preferred_batch_size, d = max_queue_delay_microseconds; (x2) = mean of 2 rounds; * = chosen; "
+        f"latencies measured {HOW_MEASURED[measure]}"
+    )
+
+
+_MEASURED = {"in-process": "in-process", "http": "over HTTP", "grpc": "over gRPC"}

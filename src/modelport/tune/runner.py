@@ -1,8 +1,9 @@
 """Runs a tuning session: one in-process server, the model reloaded with each trial's configuration.
 
-The server runs in explicit model-control mode with no frontends; each trial loads the model through
-the repository load API with the trial's config as an override (the model's files are never written),
-then the closed-loop driver measures every concurrency level. The session ends when the search is
+The server runs in explicit model-control mode; each trial loads the model through the repository
+load API with the trial's config as an override (the model's files are never written), then the
+meter measures every concurrency level: in-process by default, or with `measure` "http"/"grpc"
+through that frontend, served by this process on 127.0.0.1 (network.py). The session ends when the search is
 over or the next trial would not fit in the time left.
 """
 
@@ -21,7 +22,8 @@ from modelport.core.server import InferenceServer
 from modelport.errors import ModelportError, ModelUnavailable, Unsupported
 from modelport.protocol import ModelConfigProto
 from modelport.tune.configs import THREADS_PARAMETER, as_json, ensemble_batch_floor, read_base, with_knobs
-from modelport.tune.load import measure_level, request_factory
+from modelport.tune.load import InProcessMeter, Meter
+from modelport.tune.network import NetworkMeter
 from modelport.tune.search import (
     KEEP_OWN_GAIN,
     Knobs,
@@ -50,6 +52,7 @@ class TuneOptions:
     warmup_seconds: float = 0.5
     cpus: int = 0  # 0: the CPUs this process may use
     keep_own_gain: float = KEEP_OWN_GAIN  # another config must beat the model's own by this fraction
+    measure: str = "in-process"  # or "http" / "grpc": through that frontend, from a load process
 
 
 @dataclass(slots=True)
@@ -84,21 +87,28 @@ async def run_tuning(options: TuneOptions, progress: Progress | None = None) -> 
         allow_http=False,
         allow_grpc=False,
         allow_metrics=False,
+        grpc_address="127.0.0.1",
+        grpc_port=0,  # a free port, for --measure grpc
         exit_timeout_secs=_STOP_TIMEOUT_S,
     )
     server = InferenceServer(settings)
-    await server.start()
+    network = NetworkMeter(server, settings, options.measure) if options.measure != "in-process" else None
+    if network is not None:
+        await network.start()  # before the model loads: a missing client library is refused at once
     try:
-        outcome = await _search(server, options, ends, progress)
+        await server.start()
+        outcome = await _search(server, network or InProcessMeter(server), options, ends, progress)
     finally:
         server.begin_shutdown()
         await server.stop(Deadline(_STOP_TIMEOUT_S))
+        if network is not None:
+            await network.stop()
     outcome.elapsed_s = time.monotonic() - started
     return outcome
 
 
 async def _search(
-    server: InferenceServer, options: TuneOptions, ends: float, progress: Progress | None
+    server: InferenceServer, meter: Meter, options: TuneOptions, ends: float, progress: Progress | None
 ) -> TuneOutcome:
     if not server.is_model_ready(options.model):
         reasons = [e.reason for e in server.repository_index() if e.name == options.model and e.reason]
@@ -136,7 +146,7 @@ async def _search(
             outcome.stopped_early = True
             break
         began = time.monotonic()
-        plan.record(await _trial(server, options, outcome, knobs))
+        plan.record(await _trial(server, meter, options, outcome, knobs))
         longest = max(longest, time.monotonic() - began)
         if progress is not None:
             progress(plan, max(0.0, ends - time.monotonic()))
@@ -162,19 +172,17 @@ def _estimate(options: TuneOptions) -> float:
     return len(options.concurrency) * (options.warmup_seconds + options.trial_seconds)
 
 
-async def _trial(server: InferenceServer, options: TuneOptions, outcome: TuneOutcome, knobs: Knobs) -> Trial:
+async def _trial(
+    server: InferenceServer, meter: Meter, options: TuneOptions, outcome: TuneOutcome, knobs: Knobs
+) -> Trial:
     """Reload the model with `knobs`, measure each concurrency level; a failed load is the trial's error."""
     config = with_knobs(outcome.base_config, knobs, outcome.thread_knob)
     try:
         await server.load_model(options.model, as_json(config))
-        make_request = request_factory(server.model_spec(options.model))
+        meter.prepare(server.model_spec(options.model))
     except ModelportError as exc:
         return Trial(knobs, error=exc.message)
     levels = []
     for concurrency in options.concurrency:
-        levels.append(
-            await measure_level(
-                server, make_request, concurrency, options.warmup_seconds, options.trial_seconds
-            )
-        )
+        levels.append(await meter.level(concurrency, options.warmup_seconds, options.trial_seconds))
     return Trial(knobs, tuple(levels))
