@@ -214,6 +214,8 @@ push-gpu: ecr-login ## tag and push the GPU image (tag IMAGE_TAG-gpu) to ECR
 
 .PHONY: chart-package
 chart-package: ## helm package the chart into CHART_DIST: version CHART_VERSION, appVersion IMAGE_TAG, image DEPLOY_IMAGE
+	@command -v $(HELM) >/dev/null 2>&1 || { echo "chart-package: helm ($(HELM)) not found; fix: install helm 3.8+" \
+		"(https://helm.sh/docs/intro/install/) or set HELM=/path/to/helm" >&2; exit 1; }
 	rm -rf $(CHART_DIST)/.chart && mkdir -p $(CHART_DIST)/.chart && cp -R $(CHART) $(CHART_DIST)/.chart/$(CHART_NAME)
 	@# The packaged chart pulls the pushed image by default: image.repository (the one under image:) set.
 	sed -e '/^image:/,/^[^ #]/s|^  repository: .*|  repository: $(DEPLOY_IMAGE)|' $(CHART)/values.yaml \

@@ -130,3 +130,10 @@ def test_kserve_manifests_use_the_image_tag(py_tools: Path, tmp_path: Path) -> N
     assert {d["kind"] for d in documents} == {"ServingRuntime", "InferenceService"}
     (gpu,) = load_yaml_documents((out / "inferenceservice-gpu.yaml").read_text(), py_tools)
     assert gpu["spec"]["predictor"]["model"]["image"] == f"{REGISTRY}/modelport:abc123-gpu"
+
+
+def test_chart_package_without_helm_names_the_fix(tmp_path: Path) -> None:
+    result = make("chart-package", "HELM=/nonexistent/helm", f"CHART_DIST={tmp_path}", *REGISTRY_ARGS)
+    assert result.returncode != 0
+    assert "chart-package: helm (/nonexistent/helm) not found; fix: install helm 3.8+" in result.stderr
+    assert not list(tmp_path.iterdir()), "nothing is staged before the check"
